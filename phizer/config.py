@@ -1,0 +1,218 @@
+"""The config file: read once, validated, turned into frozen dataclasses."""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from phizer import values
+from phizer.errors import ConfigError
+from phizer.sizes import SizeSpec, parse_size_spec
+
+MIB = 1024 * 1024
+
+
+def default_num_workers() -> int:
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``[properties]`` section (see SPEC section 3 for the meanings)."""
+
+    bind_host: str = "localhost"
+    bind_port: int = 6776
+    canvas_color: tuple[int, int, int] = (255, 255, 255)
+    client_cache_size: int = 25 * MIB
+    debug: bool = False
+    disable_cache: bool = False
+    image_quality: int = 95
+    keep_alive: bool = False
+    log_level: int = logging.WARNING
+    log_level_worker: int = logging.WARNING
+    max_age: int = 0
+    max_dimension: int = 3000
+    max_inflight_requests: int = 100
+    num_workers: int = field(default_factory=default_num_workers)
+    resized_cache_size: int = 100 * MIB
+    syslog_facility: int | None = None
+    syslog_priority: int = logging.ERROR
+    origin_connect_timeout: float = 3.0
+    origin_timeout: float = 10.0
+
+    @property
+    def worker_timeout(self) -> float:
+        """Front-to-worker budget: a little above the worst origin fetch."""
+        return self.origin_connect_timeout + self.origin_timeout + 5.0
+
+
+_SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
+    "bind_host": lambda v: _non_empty(v),
+    "bind_port": values.parse_port,
+    "canvas_color": values.parse_color,
+    "client_cache_size": values.parse_byte_size,
+    "debug": values.parse_bool,
+    "disable_cache": values.parse_bool,
+    "image_quality": lambda v: values.parse_int(v, 1, 100),
+    "keep_alive": values.parse_bool,
+    "log_level": values.parse_log_level,
+    "log_level_worker": values.parse_log_level,
+    "max_age": lambda v: values.parse_int(v, 0),
+    "max_dimension": lambda v: values.parse_int(v, 1),
+    "max_inflight_requests": lambda v: values.parse_int(v, 1, 10_000),
+    "num_workers": lambda v: values.parse_int(v, 1, 256),
+    "resized_cache_size": values.parse_byte_size,
+    "syslog_facility": values.parse_syslog_facility,
+    "syslog_priority": values.parse_syslog_priority,
+    "origin_connect_timeout": values.parse_seconds,
+    "origin_timeout": values.parse_seconds,
+}
+
+
+@dataclass(frozen=True)
+class OriginSpec:
+    """One origin: an HTTP server (``host``) or a local ``directory``."""
+
+    name: str
+    host: str | None = None
+    port: int = 80
+    root: str = "/"
+    scheme: str = "http"
+    directory: str | None = None
+
+    def describe(self) -> str:
+        if self.directory is not None:
+            return f"[{self.name}] directory {self.directory}"
+        return f"[{self.name}] {self.scheme}://{self.host}:{self.port}{self.root}"
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    master: OriginSpec | None
+    slaves: tuple[OriginSpec, ...]
+    sizes: Mapping[str, SizeSpec]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def origins(self) -> tuple[OriginSpec, ...]:
+        return ((self.master,) if self.master else ()) + self.slaves
+
+
+def load_config(path: str) -> Config:
+    """Read and validate ``path``; raises ``ConfigError`` naming what is wrong."""
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    except configparser.Error as err:
+        raise ConfigError(f"{path}: {' '.join(str(err).split())}") from None
+    base_dir = os.path.dirname(os.path.abspath(path))
+    return parse_config(parser, base_dir)
+
+
+def parse_config(parser: configparser.ConfigParser, base_dir: str) -> Config:
+    warnings: list[str] = []
+    settings = _parse_settings(parser, warnings)
+    master = None
+    slaves = []
+    for section in parser.sections():
+        name = section.lower()
+        if name == "master":
+            master = _parse_origin(parser, section, base_dir, warnings)
+        elif name.startswith("slave"):
+            slaves.append(_parse_origin(parser, section, base_dir, warnings))
+        elif name not in ("properties", "sizes"):
+            warnings.append(f"ignoring unknown section [{section}]")
+    if master is None and not slaves:
+        raise ConfigError("no origin configured: add a [master] section")
+    sizes = _parse_sizes(parser, warnings)
+    return Config(settings, master, tuple(slaves), sizes, tuple(warnings))
+
+
+def _raw_options(parser: configparser.ConfigParser, section: str) -> dict[str, str]:
+    if not parser.has_section(section):
+        return {}
+    return {key: values.strip_comment(raw) for key, raw in parser.items(section)}
+
+
+def _parse_value(section: str, option: str, raw: str, parse: Callable[[str], Any]) -> Any:
+    try:
+        return parse(raw)
+    except ValueError as err:
+        raise ConfigError(f"[{section}] {option} = {raw!r}: {err}") from None
+
+
+def _parse_settings(parser: configparser.ConfigParser, warnings: list[str]) -> Settings:
+    parsed: dict[str, Any] = {}
+    for option, raw in _raw_options(parser, "properties").items():
+        parse = _SETTING_PARSERS.get(option)
+        if parse is None:
+            warnings.append(f"ignoring unknown option [properties] {option}")
+        elif raw != "":
+            parsed[option] = _parse_value("properties", option, raw, parse)
+    return Settings(**parsed)
+
+
+def _parse_origin(
+    parser: configparser.ConfigParser, section: str, base_dir: str, warnings: list[str]
+) -> OriginSpec:
+    options = _raw_options(parser, section)
+    known = {"host", "port", "root", "scheme", "directory"}
+    for option in sorted(set(options) - known):
+        warnings.append(f"ignoring unknown option [{section}] {option}")
+    host = options.get("host") or None
+    directory = options.get("directory") or None
+    if (host is None) == (directory is None):
+        raise ConfigError(f"[{section}] needs exactly one of host or directory")
+    if directory is not None:
+        resolved = os.path.realpath(os.path.join(base_dir, os.path.expanduser(directory)))
+        if not os.path.isdir(resolved):
+            raise ConfigError(f"[{section}] directory = {directory!r}: not a directory")
+        return OriginSpec(section, directory=resolved)
+    port = _parse_value(section, "port", options.get("port") or "80", values.parse_port)
+    scheme = (options.get("scheme") or "http").lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"[{section}] scheme = {scheme!r}: expected http or https")
+    if any(c in host for c in "/?#@ ") or not host.isprintable():
+        raise ConfigError(f"[{section}] host = {host!r}: expected a host name or address")
+    root = "/" + (options.get("root") or "/").strip("/") + "/"
+    return OriginSpec(section, host, port, root.replace("//", "/"), scheme)
+
+
+def _parse_sizes(parser: configparser.ConfigParser, warnings: list[str]) -> Mapping[str, SizeSpec]:
+    sizes: dict[str, SizeSpec] = {}
+    for code, raw in _raw_options(parser, "sizes").items():
+        try:
+            spec, spec_warnings = parse_size_spec(code, raw)
+        except ValueError as err:
+            raise ConfigError(f"[sizes] {code} = {raw!r}: {err}") from None
+        warnings.extend(f"[sizes] {code}: {w}" for w in spec_warnings)
+        sizes[code] = spec
+    if not sizes:
+        raise ConfigError("no sizes configured: add a [sizes] section")
+    return MappingProxyType(sizes)
+
+
+def with_overrides(config: Config, **overrides: Any) -> Config:
+    """Apply command-line overrides (``None`` means not given)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if not given:
+        return config
+    return dataclasses.replace(config, settings=dataclasses.replace(config.settings, **given))
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()

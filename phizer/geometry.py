@@ -1,0 +1,112 @@
+"""Pure geometry: which region of the source becomes which output size.
+
+All functions work on plain numbers, so they are tested without images.
+Coordinates are those of the upright source (after EXIF orientation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from phizer.sizes import Constraint, SizeSpec
+from phizer.urls import CROP_SCALE, Crop
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ResizePlan:
+    """Scale the source region ``box`` (left, top, right, bottom) to ``size``."""
+
+    box: Box
+    size: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """The larger of the two axis scale factors from source to output."""
+        left, top, right, bottom = self.box
+        return max(self.size[0] / (right - left), self.size[1] / (bottom - top))
+
+
+def crop_box(width: int, height: int, crop: Crop | None) -> tuple[int, int, int, int]:
+    """Crop points (thousandths) to a pixel box that is at least 1x1."""
+    if crop is None:
+        return 0, 0, width, height
+    left = width * crop.left // CROP_SCALE
+    top = height * crop.top // CROP_SCALE
+    right = max(width * crop.right // CROP_SCALE, left + 1)
+    bottom = max(height * crop.bottom // CROP_SCALE, top + 1)
+    return min(left, width - 1), min(top, height - 1), min(right, width), min(bottom, height)
+
+
+def plan_resize(width: int, height: int, spec: SizeSpec, crop: Crop | None = None) -> ResizePlan:
+    """Where the crop points, then the size's constraint, take a source image."""
+    left, top, right, bottom = crop_box(width, height, crop)
+    src_w, src_h = right - left, bottom - top
+    target_w, target_h = spec.width, spec.height
+    if spec.constraint is Constraint.SQUARE:
+        side = min(src_w, src_h)
+        x = left + (src_w - side) / 2
+        y = top + (src_h - side) / 2
+        return ResizePlan((x, y, x + side, y + side), (target_w, target_h))
+    box: Box = (left, top, right, bottom)
+    if spec.constraint is Constraint.PORTRAIT:
+        scaled_w = _at_least_one(src_w * target_h // src_h)
+        if scaled_w <= target_w:
+            return ResizePlan(box, (scaled_w, target_h))
+        keep = target_w * src_h / target_h
+        x = left + (src_w - keep) / 2
+        return ResizePlan((x, top, x + keep, bottom), (target_w, target_h))
+    if spec.constraint is Constraint.LANDSCAPE:
+        scaled_h = _at_least_one(src_h * target_w // src_w)
+        if scaled_h <= target_h:
+            return ResizePlan(box, (target_w, scaled_h))
+        keep = target_h * src_w / target_w
+        y = top + (src_h - keep) / 2
+        return ResizePlan((left, y, right, y + keep), (target_w, target_h))
+    # max: fit inside W x H keeping the aspect ratio (small images grow).
+    if target_w * src_h <= target_h * src_w:
+        size = (target_w, _at_least_one(src_h * target_w // src_w))
+    else:
+        size = (_at_least_one(src_w * target_h // src_h), target_h)
+    return ResizePlan(box, size)
+
+
+def plan_crop_only(width: int, height: int, crop: Crop | None) -> ResizePlan:
+    """The crop points alone, at the source's own scale."""
+    left, top, right, bottom = crop_box(width, height, crop)
+    return ResizePlan((left, top, right, bottom), (right - left, bottom - top))
+
+
+def draft_size(width: int, height: int, plan: ResizePlan, headroom: float = 2.0) -> tuple[int, int]:
+    """Smallest full-image size to decode so the box keeps ``headroom`` x the output.
+
+    JPEG decoders can scale by 1/2, 1/4 or 1/8 while decoding; asking for
+    this size lets them do so without the final LANCZOS step ever working
+    from fewer than ``headroom`` source pixels per output pixel.
+    """
+    factor = min(1.0, plan.scale * headroom)
+    return max(1, math.ceil(width * factor)), max(1, math.ceil(height * factor))
+
+
+def scale_box(box: Box, from_size: tuple[int, int], to_size: tuple[int, int]) -> Box:
+    """Map a box on an image of ``from_size`` onto the same image at ``to_size``."""
+    fx = to_size[0] / from_size[0]
+    fy = to_size[1] / from_size[1]
+    left, top, right, bottom = box
+    return (
+        left * fx,
+        top * fy,
+        min(right * fx, to_size[0]),
+        min(bottom * fy, to_size[1]),
+    )
+
+
+def exceeds(spec: SizeSpec, max_dimension: int) -> bool:
+    """Sizes at or above ``max_dimension`` serve the original unresized."""
+    return spec.width >= max_dimension or spec.height >= max_dimension
+
+
+def _at_least_one(value: int) -> int:
+    return max(1, value)

@@ -1,0 +1,114 @@
+"""Request paths: ``/<size>/<path>`` and ``/<size>/<tlx>x<tly>/<brx>x<bry>/<path>``.
+
+Parsing is strict because the path is hostile: every segment is split
+before it is decoded, so ``%2f`` cannot create a segment, and ``..``,
+empty segments, backslashes, control characters and double encoding are
+refused rather than normalised.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from phizer.errors import BadRequest, NotFound, UriTooLong
+
+MAX_PATH_LENGTH = 2048
+CROP_SCALE = 1000
+_CROP_POINT = re.compile(r"^([+-]?\d+)x([+-]?\d+)$")
+_SIZE_CODE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+_ENCODED = re.compile(r"%[0-9a-fA-F]{2}")
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Crop points in thousandths of the source width and height."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    def to_segments(self) -> str:
+        return f"{self.left}x{self.top}/{self.right}x{self.bottom}"
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    size: str
+    crop: Crop | None
+    path: str
+
+    @property
+    def filename(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def key(self) -> str:
+        """Canonical form: the cache key and the path a worker is asked for."""
+        crop = f"/{self.crop.to_segments()}" if self.crop else ""
+        return f"/{self.size}{crop}/{quote(self.path, safe='/')}"
+
+
+def parse_request_path(raw_path: str) -> ImageRequest:
+    """Parse the still percent-encoded path of a request (no query string)."""
+    if len(raw_path) > MAX_PATH_LENGTH:
+        raise UriTooLong()
+    if not raw_path.startswith("/"):
+        raise BadRequest("path must start with /")
+    segments = [_decode_segment(s) for s in raw_path[1:].split("/")]
+    if len(segments) < 2:
+        raise NotFound("expected /<size>/<path>")
+    size = segments[0]
+    if not _SIZE_CODE.match(size):
+        raise NotFound("unknown size")
+    crop = None
+    if len(segments) >= 4 and _is_crop_point(segments[1]) and _is_crop_point(segments[2]):
+        crop = _parse_crop(segments[1], segments[2])
+        segments = [size, *segments[3:]]
+    return ImageRequest(size.lower(), crop, "/".join(segments[1:]))
+
+
+def worker_index(filename: str, num_workers: int) -> int:
+    """Which worker holds this original: unsigned crc32 of the file name."""
+    return zlib.crc32(filename.encode("utf-8")) % num_workers
+
+
+def _decode_segment(segment: str) -> str:
+    if segment == "":
+        raise BadRequest("empty path segment")
+    try:
+        decoded = unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("path is not valid UTF-8") from None
+    if decoded in (".", "..") or "/" in decoded:
+        raise BadRequest("path segment not allowed")
+    if _FORBIDDEN.search(decoded):
+        raise BadRequest("control character or backslash in path")
+    if _ENCODED.search(decoded):
+        raise BadRequest("double-encoded path")
+    return decoded
+
+
+def _is_crop_point(segment: str) -> bool:
+    return _CROP_POINT.match(segment) is not None
+
+
+def _parse_crop(top_left: str, bottom_right: str) -> Crop:
+    points = []
+    for segment in (top_left, bottom_right):
+        match = _CROP_POINT.match(segment)
+        assert match is not None
+        for number in match.groups():
+            if len(number.lstrip("+-")) > 4:
+                raise BadRequest("crop point out of range")
+            points.append(int(number))
+    crop = Crop(*points)
+    if not (
+        0 <= crop.left < crop.right <= CROP_SCALE and 0 <= crop.top < crop.bottom <= CROP_SCALE
+    ):
+        raise BadRequest("crop points must satisfy 0 <= top-left < bottom-right <= 1000")
+    return crop

@@ -1,0 +1,74 @@
+"""An LRU of encoded bytes bounded by the bytes it holds."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+# Charged per entry on top of its payload: key, node and object headers.
+ENTRY_OVERHEAD = 200
+
+
+class Sized(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+V = TypeVar("V", bound=Sized)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+
+
+class ByteLRU(Generic[V]):
+    """Least-recently-used map whose total ``nbytes`` never exceeds ``capacity``.
+
+    An entry bigger than the whole cache is not stored (it would evict
+    everything for nothing); a capacity of 0 disables the cache.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.size = 0
+        self.stats = CacheStats()
+        self._entries: OrderedDict[str, V] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> V | None:
+        value = self._entries.get(key)
+        if value is None:
+            self.stats.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.stats.hits += 1
+        return value
+
+    def put(self, key: str, value: V) -> bool:
+        """Store ``value``; returns False when it is too big to keep."""
+        cost = _cost(key, value)
+        if cost > self.capacity:
+            return False
+        self.discard(key)
+        while self.size + cost > self.capacity:
+            old_key, old_value = self._entries.popitem(last=False)
+            self.size -= _cost(old_key, old_value)
+            self.stats.evictions += 1
+        self._entries[key] = value
+        self.size += cost
+        return True
+
+    def discard(self, key: str) -> None:
+        value = self._entries.pop(key, None)
+        if value is not None:
+            self.size -= _cost(key, value)
+
+
+def _cost(key: str, value: Sized) -> int:
+    return value.nbytes + len(key) + ENTRY_OVERHEAD

@@ -1,0 +1,160 @@
+"""Origins: where originals come from (HTTP servers or a local directory).
+
+Each ``fetch`` returns the original's bytes or raises ``NotFound``,
+``OriginError`` or ``OriginTimeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Protocol
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from phizer import __version__
+from phizer.config import OriginSpec
+from phizer.errors import NotFound, OriginError, OriginTimeout, PhizerError
+from phizer.transport import is_timeout
+
+_MISSING_STATUSES = (403, 404, 410)
+
+
+class Origin(Protocol):
+    name: str
+
+    async def fetch(self, path: str) -> bytes: ...
+
+
+class HttpOrigin:
+    """An HTTP(S) server; redirects are not followed (they could lead anywhere)."""
+
+    def __init__(
+        self,
+        spec: OriginSpec,
+        client: AsyncHTTPClient,
+        connect_timeout: float,
+        timeout: float,
+    ) -> None:
+        assert spec.host is not None
+        self.name = spec.name
+        host = f"[{spec.host}]" if ":" in spec.host else spec.host
+        self._base = f"{spec.scheme}://{host}:{spec.port}{spec.root}"
+        self._client = client
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+
+    def url_for(self, path: str) -> str:
+        return self._base + quote(path, safe="/")
+
+    async def fetch(self, path: str) -> bytes:
+        request = HTTPRequest(
+            self.url_for(path),
+            follow_redirects=False,
+            connect_timeout=self._connect_timeout,
+            request_timeout=self._timeout,
+            user_agent=f"phizer/{__version__}",
+        )
+        response = await self._client.fetch(request, raise_error=False)
+        if response.code == 200:
+            return response.body
+        if response.code in _MISSING_STATUSES:
+            raise NotFound(f"not found at origin {self.name}")
+        if response.code == 599:
+            raise _transport_error(self.name, response.error)
+        raise OriginError(f"origin {self.name} answered {response.code}")
+
+
+class DirectoryOrigin:
+    """Files below a local directory; nothing outside it is ever read."""
+
+    def __init__(self, spec: OriginSpec) -> None:
+        assert spec.directory is not None
+        self.name = spec.name
+        self.root = os.path.realpath(spec.directory)
+
+    def resolve(self, path: str) -> str:
+        """The real file for ``path``, refusing anything that leaves the root."""
+        candidate = os.path.realpath(os.path.join(self.root, path))
+        if os.path.commonpath([candidate, self.root]) != self.root or candidate == self.root:
+            raise NotFound(f"not found at origin {self.name}")
+        return candidate
+
+    async def fetch(self, path: str) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(None, self._read, path)
+
+    def _read(self, path: str) -> bytes:
+        try:
+            with open(self.resolve(path), "rb") as handle:
+                return handle.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+            raise NotFound(f"not found at origin {self.name}") from None
+        except OSError as err:
+            raise OriginError(f"origin {self.name}: {err.strerror}") from None
+
+
+class OriginSet:
+    """The master first; when it lacks the image, every slave in parallel."""
+
+    def __init__(self, master: Origin | None, slaves: Sequence[Origin]) -> None:
+        self.master = master
+        self.slaves = tuple(slaves)
+
+    async def fetch(self, path: str) -> bytes:
+        failures: list[PhizerError] = []
+        if self.master is not None:
+            try:
+                return await self.master.fetch(path)
+            except PhizerError as err:
+                failures.append(err)
+        if self.slaves:
+            try:
+                return await _first_success([s.fetch(path) for s in self.slaves], failures)
+            except PhizerError:
+                pass
+        raise _summarise(failures)
+
+
+async def _first_success(attempts: list, failures: list[PhizerError]) -> bytes:
+    tasks = [asyncio.ensure_future(attempt) for attempt in attempts]
+    try:
+        for finished in asyncio.as_completed(tasks):
+            try:
+                return await finished
+            except PhizerError as err:
+                failures.append(err)
+    finally:
+        for task in tasks:
+            task.cancel()
+    raise failures[-1]
+
+
+def _summarise(failures: list[PhizerError]) -> PhizerError:
+    """404 only when every origin said so; otherwise the image may exist."""
+    for failure in failures:
+        if not isinstance(failure, NotFound):
+            return failure
+    return NotFound("image not found at any origin")
+
+
+def _transport_error(name: str, error: BaseException | None) -> PhizerError:
+    if is_timeout(error):
+        return OriginTimeout(f"origin {name} timed out")
+    return OriginError(f"origin {name} unreachable")
+
+
+def build_origins(
+    specs: Sequence[OriginSpec],
+    client: AsyncHTTPClient,
+    connect_timeout: float,
+    timeout: float,
+) -> list[Origin]:
+    origins: list[Origin] = []
+    for spec in specs:
+        if spec.directory is not None:
+            origins.append(DirectoryOrigin(spec))
+        else:
+            origins.append(HttpOrigin(spec, client, connect_timeout, timeout))
+    return origins

@@ -1,0 +1,3 @@
+from phizer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""The life of one forked child: the front (index 0) or worker i."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Sequence
+
+from tornado.httpserver import HTTPServer
+
+from phizer.config import Config
+from phizer.front import make_front_app
+from phizer.linux import die_with_parent, set_process_name
+from phizer.logsetup import configure_logging
+from phizer.supervisor import role_name
+from phizer.worker import make_worker_app
+
+log = logging.getLogger("phizer.child")
+
+MAX_HEADER_BYTES = 16 * 1024
+IDLE_CONNECTION_SECONDS = 60.0
+
+
+def run_child(config: Config, index: int, sockets: Sequence[socket.socket]) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit status."""
+    settings = config.settings
+    die_with_parent()
+    set_process_name(f"phizer-{'front' if index == 0 else f'w{index}'}")
+    level = settings.log_level if index == 0 else settings.log_level_worker
+    configure_logging(settings, role_name(index), level)
+    asyncio.run(_serve(config, index, sockets))
+    return 0
+
+
+async def _serve(config: Config, index: int, sockets: Sequence[socket.socket]) -> None:
+    if index == 0:
+        app = make_front_app(config)
+        keep_alive = config.settings.keep_alive
+    else:
+        app = make_worker_app(config)
+        keep_alive = True  # the front reuses its connections to workers
+    server = HTTPServer(
+        app,
+        no_keep_alive=not keep_alive,
+        max_header_size=MAX_HEADER_BYTES,
+        max_body_size=0,
+        idle_connection_timeout=IDLE_CONNECTION_SECONDS,
+        body_timeout=IDLE_CONNECTION_SECONDS,
+    )
+    server.add_sockets(sockets)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("%s serving", role_name(index))
+    await stop.wait()
+    server.stop()
+    await server.close_all_connections()

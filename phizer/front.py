@@ -1,0 +1,170 @@
+"""The front: answers from its LRU of finished images, else asks a worker.
+
+Misses go to worker ``crc32(filename) % N`` so every size of one original
+is made where that original is cached. Identical concurrent misses share
+one worker request.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tornado.curl_httpclient import CurlAsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.web import Application
+
+from phizer.cache import ByteLRU
+from phizer.coalesce import SingleFlight
+from phizer.config import Config
+from phizer.errors import (
+    NotFound,
+    PhizerError,
+    WorkerTimeout,
+    WorkerUnavailable,
+    error_for_status,
+)
+from phizer.transport import is_timeout
+from phizer.urls import ImageRequest, parse_request_path, worker_index
+from phizer.web import BaseHandler, log_request
+from phizer.worker import FETCH_MS_HEADER, RESIZE_MS_HEADER
+
+# Enough parallel front-to-worker requests that the front never queues
+# behind a slow origin; the workers themselves bound the real work.
+WORKER_CLIENTS = 512
+_MAX_ERROR_BODY = 200
+
+
+@dataclass(frozen=True)
+class FinishedImage:
+    data: bytes
+    content_type: str
+    etag: str
+    fetch_ms: float | None = None
+    resize_ms: float | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+
+class FrontState:
+    def __init__(self, config: Config, worker_urls: Sequence[str], client: AsyncHTTPClient) -> None:
+        settings = config.settings
+        self.config = config
+        self.worker_urls = tuple(worker_urls)
+        self.client = client
+        self.results: ByteLRU[FinishedImage] = ByteLRU(
+            0 if settings.disable_cache else settings.resized_cache_size
+        )
+        self.inflight: SingleFlight[FinishedImage] = SingleFlight()
+
+    async def finished(self, request: ImageRequest) -> tuple[FinishedImage, str]:
+        cached = self.results.get(request.key)
+        if cached is not None:
+            return cached, "hit"
+        image, joined = await self.inflight.run(request.key, lambda: self._make(request))
+        return image, "coalesced" if joined else "miss"
+
+    async def _make(self, request: ImageRequest) -> FinishedImage:
+        index = worker_index(request.filename, len(self.worker_urls))
+        response = await self.client.fetch(
+            HTTPRequest(
+                self.worker_urls[index] + request.key,
+                connect_timeout=self.config.settings.origin_connect_timeout,
+                request_timeout=self.config.settings.worker_timeout,
+                follow_redirects=False,
+            ),
+            raise_error=False,
+        )
+        if response.code == 599:
+            raise _worker_transport_error(index + 1, response.error)
+        if response.code != 200:
+            message = response.body[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
+            raise error_for_status(response.code, message)
+        image = FinishedImage(
+            response.body,
+            response.headers.get("Content-Type", "application/octet-stream"),
+            strong_etag(response.body),
+            _float_header(response.headers.get(FETCH_MS_HEADER)),
+            _float_header(response.headers.get(RESIZE_MS_HEADER)),
+        )
+        self.results.put(request.key, image)
+        return image
+
+
+class FrontHandler(BaseHandler):
+    def initialize(self, state: FrontState) -> None:  # type: ignore[override]
+        super().initialize()
+        self.state = state
+
+    async def serve(self) -> None:
+        if self.request.path.startswith("/_"):
+            raise NotFound("no such service path")
+        request = parse_request_path(self.request.path)
+        if request.size not in self.state.config.sizes:
+            raise NotFound("unknown size")
+        image, self.cache_result = await self.state.finished(request)
+        if self.cache_result == "miss":
+            self.fetch_ms, self.resize_ms = image.fetch_ms, image.resize_ms
+        self._set_caching_headers(image.etag)
+        if etag_matches(self.request.headers.get("If-None-Match", ""), image.etag):
+            self.set_status(304)
+            self.finish()
+            return
+        self.set_header("Content-Type", image.content_type)
+        self.finish(image.data)
+
+    def _set_caching_headers(self, etag: str) -> None:
+        self.set_header("ETag", etag)
+        max_age = self.state.config.settings.max_age
+        if max_age > 0:
+            self.set_header("Cache-Control", f"max-age={max_age}")
+            self.set_header("Expires", email.utils.formatdate(time.time() + max_age, usegmt=True))
+
+
+def strong_etag(data: bytes) -> str:
+    return '"' + hashlib.blake2b(data, digest_size=16).hexdigest() + '"'
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 ``If-None-Match``: a list of tags or ``*``; weak prefix ignored."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def _worker_transport_error(worker: int, error: BaseException | None) -> PhizerError:
+    if is_timeout(error):
+        return WorkerTimeout(f"worker {worker} timed out")
+    return WorkerUnavailable(f"worker {worker} unavailable")
+
+
+def _float_header(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def worker_urls(config: Config) -> list[str]:
+    port = config.settings.bind_port
+    return [f"http://127.0.0.1:{port + i}" for i in range(1, config.settings.num_workers + 1)]
+
+
+def make_front_app(config: Config, state: FrontState | None = None) -> Application:
+    if state is None:
+        client = CurlAsyncHTTPClient(force_instance=True, max_clients=WORKER_CLIENTS)
+        state = FrontState(config, worker_urls(config), client)
+    return Application(
+        [(r"/.*", FrontHandler, {"state": state})],
+        log_function=log_request,
+        compress_response=False,
+    )

@@ -1,0 +1,108 @@
+"""A worker: fetches originals, keeps them in an LRU, resizes synchronously."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from tornado.curl_httpclient import CurlAsyncHTTPClient
+from tornado.web import Application
+
+from phizer.cache import ByteLRU
+from phizer.coalesce import SingleFlight
+from phizer.config import Config
+from phizer.errors import NotFound
+from phizer.geometry import exceeds
+from phizer.imaging import OutputOptions, render
+from phizer.origins import OriginSet, build_origins
+from phizer.urls import parse_request_path
+from phizer.web import BaseHandler, log_request
+
+FETCH_MS_HEADER = "X-Phizer-Fetch-Ms"
+RESIZE_MS_HEADER = "X-Phizer-Resize-Ms"
+CACHE_HEADER = "X-Phizer-Cache"
+
+
+@dataclass(frozen=True)
+class Original:
+    data: bytes
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+
+class WorkerState:
+    """Everything a worker keeps between requests."""
+
+    def __init__(self, config: Config, origins: OriginSet) -> None:
+        settings = config.settings
+        self.config = config
+        self.origins = origins
+        self.originals: ByteLRU[Original] = ByteLRU(
+            0 if settings.disable_cache else settings.client_cache_size
+        )
+        self.fetches: SingleFlight[Original] = SingleFlight()
+        self.output = OutputOptions(settings.image_quality, settings.canvas_color)
+
+    async def original(self, path: str) -> tuple[Original, str]:
+        """The original's bytes and how we got them: hit, miss or coalesced."""
+        cached = self.originals.get(path)
+        if cached is not None:
+            return cached, "hit"
+        original, joined = await self.fetches.run(path, lambda: self._fetch(path))
+        return original, "coalesced" if joined else "miss"
+
+    async def _fetch(self, path: str) -> Original:
+        original = Original(await self.origins.fetch(path))
+        self.originals.put(path, original)
+        return original
+
+
+class WorkerHandler(BaseHandler):
+    def initialize(self, state: WorkerState) -> None:  # type: ignore[override]
+        super().initialize()
+        self.state = state
+
+    async def serve(self) -> None:
+        request = parse_request_path(self.request.path)
+        spec = self.state.config.sizes.get(request.size)
+        if spec is None:
+            raise NotFound("unknown size")
+        started = time.perf_counter()
+        original, self.cache_result = await self.state.original(request.path)
+        fetched = time.perf_counter()
+        rendered = render(
+            original.data,
+            spec,
+            request.crop,
+            self.state.output,
+            resize=not exceeds(spec, self.state.config.settings.max_dimension),
+        )
+        self.fetch_ms = 1000 * (fetched - started)
+        self.resize_ms = 1000 * (time.perf_counter() - fetched)
+        self.set_header("Content-Type", rendered.content_type)
+        self.set_header(FETCH_MS_HEADER, f"{self.fetch_ms:.1f}")
+        self.set_header(RESIZE_MS_HEADER, f"{self.resize_ms:.1f}")
+        self.set_header(CACHE_HEADER, self.cache_result)
+        self.finish(rendered.data)
+
+
+def make_origin_set(config: Config) -> OriginSet:
+    settings = config.settings
+    client = CurlAsyncHTTPClient(force_instance=True, max_clients=settings.max_inflight_requests)
+    origins = build_origins(
+        config.origins, client, settings.origin_connect_timeout, settings.origin_timeout
+    )
+    if config.master is not None:
+        return OriginSet(origins[0], origins[1:])
+    return OriginSet(None, origins)
+
+
+def make_worker_app(config: Config, state: WorkerState | None = None) -> Application:
+    state = state or WorkerState(config, make_origin_set(config))
+    return Application(
+        [(r"/.*", WorkerHandler, {"state": state})],
+        log_function=log_request,
+        compress_response=False,
+    )

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+
+HERE = Path(__file__).parent
+
+
+def _version() -> str:
+    for line in (HERE / "phizer" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise RuntimeError("no __version__ in phizer/__init__.py")
+
+
+setup(
+    name="phizer",
+    version=_version(),
+    description="Dynamic image resizing proxy for predefined sizes",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="GPL-3.0-or-later",
+    packages=find_packages(include=["phizer", "phizer.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "tornado>=6.4",
+        "pycurl>=7.45",
+        "Pillow>=10.1",
+        "python-daemon>=3.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["phizer = phizer.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
+        "Operating System :: POSIX :: Linux",
+        "Topic :: Internet :: WWW/HTTP :: HTTP Servers",
+        "Topic :: Multimedia :: Graphics",
+    ],
+)

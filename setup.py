@@ -29,7 +29,7 @@ setup(
         "python-daemon>=3.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.5"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["phizer = phizer.cli:main"]},
     classifiers=[

@@ -22,12 +22,11 @@ from phizer.coalesce import SingleFlight
 from phizer.config import Config
 from phizer.errors import (
     NotFound,
-    PhizerError,
     WorkerTimeout,
     WorkerUnavailable,
     error_for_status,
 )
-from phizer.transport import is_timeout
+from phizer.transport import TransportFailure, fetch
 from phizer.urls import ImageRequest, parse_request_path, worker_index
 from phizer.web import BaseHandler, log_request
 from phizer.worker import FETCH_MS_HEADER, RESIZE_MS_HEADER
@@ -71,17 +70,18 @@ class FrontState:
 
     async def _make(self, request: ImageRequest) -> FinishedImage:
         index = worker_index(request.filename, len(self.worker_urls))
-        response = await self.client.fetch(
-            HTTPRequest(
-                self.worker_urls[index] + request.key,
-                connect_timeout=self.config.settings.origin_connect_timeout,
-                request_timeout=self.config.settings.worker_timeout,
-                follow_redirects=False,
-            ),
-            raise_error=False,
+        worker_request = HTTPRequest(
+            self.worker_urls[index] + request.key,
+            connect_timeout=self.config.settings.origin_connect_timeout,
+            request_timeout=self.config.settings.worker_timeout,
+            follow_redirects=False,
         )
-        if response.code == 599:
-            raise _worker_transport_error(index + 1, response.error)
+        try:
+            response = await fetch(self.client, worker_request)
+        except TransportFailure as failure:
+            if failure.timed_out:
+                raise WorkerTimeout(f"worker {index + 1} timed out") from None
+            raise WorkerUnavailable(f"worker {index + 1} unavailable") from None
         if response.code != 200:
             message = response.body[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
             raise error_for_status(response.code, message)
@@ -139,12 +139,6 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
         if tag == "*" or tag.removeprefix("W/") == etag:
             return True
     return False
-
-
-def _worker_transport_error(worker: int, error: BaseException | None) -> PhizerError:
-    if is_timeout(error):
-        return WorkerTimeout(f"worker {worker} timed out")
-    return WorkerUnavailable(f"worker {worker} unavailable")
 
 
 def _float_header(value: str | None) -> float | None:

@@ -17,7 +17,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from phizer import __version__
 from phizer.config import OriginSpec
 from phizer.errors import NotFound, OriginError, OriginTimeout, PhizerError
-from phizer.transport import is_timeout
+from phizer.transport import TransportFailure, fetch
 
 _MISSING_STATUSES = (403, 404, 410)
 
@@ -57,13 +57,16 @@ class HttpOrigin:
             request_timeout=self._timeout,
             user_agent=f"phizer/{__version__}",
         )
-        response = await self._client.fetch(request, raise_error=False)
+        try:
+            response = await fetch(self._client, request)
+        except TransportFailure as failure:
+            if failure.timed_out:
+                raise OriginTimeout(f"origin {self.name} timed out") from None
+            raise OriginError(f"origin {self.name} unreachable") from None
         if response.code == 200:
             return response.body
         if response.code in _MISSING_STATUSES:
             raise NotFound(f"not found at origin {self.name}")
-        if response.code == 599:
-            raise _transport_error(self.name, response.error)
         raise OriginError(f"origin {self.name} answered {response.code}")
 
 
@@ -137,12 +140,6 @@ def _summarise(failures: list[PhizerError]) -> PhizerError:
         if not isinstance(failure, NotFound):
             return failure
     return NotFound("image not found at any origin")
-
-
-def _transport_error(name: str, error: BaseException | None) -> PhizerError:
-    if is_timeout(error):
-        return OriginTimeout(f"origin {name} timed out")
-    return OriginError(f"origin {name} unreachable")
 
 
 def build_origins(

@@ -1,10 +1,29 @@
-"""Classifying the transport failures of Tornado's curl client (status 599)."""
+"""Fetching with Tornado's curl client, with transport failures made explicit.
+
+``raise_error=False`` keeps HTTP statuses as responses, but connection
+failures and timeouts still raise (as status 599); ``fetch`` turns those
+into ``TransportFailure`` so callers map them to their own errors.
+"""
 
 from __future__ import annotations
 
 import pycurl
 from tornado.curl_httpclient import CurlError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.simple_httpclient import HTTPTimeoutError
+
+
+class TransportFailure(Exception):
+    def __init__(self, message: str, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+async def fetch(client: AsyncHTTPClient, request: HTTPRequest) -> HTTPResponse:
+    try:
+        return await client.fetch(request, raise_error=False)
+    except HTTPClientError as err:
+        raise TransportFailure(str(err), is_timeout(err)) from None
 
 
 def is_timeout(error: BaseException | None) -> bool:

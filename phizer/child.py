@@ -13,6 +13,7 @@ from tornado.httpserver import HTTPServer
 from phizer.config import Config
 from phizer.front import make_front_app
 from phizer.linux import die_with_parent, set_process_name
+from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
 from phizer.supervisor import role_name
 from phizer.worker import make_worker_app
@@ -23,14 +24,14 @@ MAX_HEADER_BYTES = 16 * 1024
 IDLE_CONNECTION_SECONDS = 60.0
 
 
-def run_child(config: Config, index: int, sockets: Sequence[socket.socket]) -> int:
+def run_child(config: Config, index: int, listener: Listener) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit status."""
     settings = config.settings
     die_with_parent()
     set_process_name(f"phizer-{'front' if index == 0 else f'w{index}'}")
     level = settings.log_level if index == 0 else settings.log_level_worker
     configure_logging(settings, role_name(index), level)
-    asyncio.run(_serve(config, index, sockets))
+    asyncio.run(_serve(config, index, listener.sockets))
     return 0
 
 
@@ -56,5 +57,10 @@ async def _serve(config: Config, index: int, sockets: Sequence[socket.socket]) -
         loop.add_signal_handler(sig, stop.set)
     log.info("%s serving", role_name(index))
     await stop.wait()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # A second signal while closing (Ctrl-C reaches the whole process
+        # group) must not interrupt the shutdown.
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
     server.stop()
     await server.close_all_connections()

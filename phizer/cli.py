@@ -8,18 +8,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tornado.netutil import bind_sockets
-
 from phizer import __version__
 from phizer.child import run_child
 from phizer.config import Config, load_config, with_overrides
 from phizer.errors import ConfigError
+from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
 from phizer.supervisor import Supervisor
 from phizer.values import parse_log_level
 
 log = logging.getLogger("phizer")
-LISTEN_BACKLOG = 1024
 
 
 def _log_level(value: str) -> int:
@@ -96,8 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings, "supervisor", settings.log_level)
     for warning in config.warnings:
         log.warning("%s: %s", args.config, warning)
+    listeners = listeners_for(config)
     try:
-        sockets = bind_all(config)
+        for listener in listeners:
+            listener.open()
     except OSError as err:
         print(f"phizer: {err}", file=sys.stderr)
         return 1
@@ -109,20 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.num_workers,
     )
     child_main = functools.partial(run_child, config)
-    return Supervisor(sockets, child_main).run()
+    return Supervisor(listeners, child_main).run()
 
 
-def bind_all(config: Config) -> list[list]:
-    """Bind the front's and every worker's socket before forking."""
+def listeners_for(config: Config) -> list[Listener]:
+    """The front on bind_host:bind_port, worker i on loopback only at bind_port + i."""
     settings = config.settings
-    bound = [_bind(settings.bind_port, settings.bind_host)]
-    for i in range(1, settings.num_workers + 1):
-        bound.append(_bind(settings.bind_port + i, "127.0.0.1"))
-    return bound
-
-
-def _bind(port: int, host: str) -> list:
-    try:
-        return bind_sockets(port, host, backlog=LISTEN_BACKLOG)
-    except OSError as err:
-        raise OSError(err.errno, f"cannot listen on {host}:{port}: {err.strerror}") from None
+    front = Listener(settings.bind_host, settings.bind_port, hold_while_down=True)
+    workers = [
+        Listener("127.0.0.1", settings.bind_port + i, hold_while_down=False)
+        for i in range(1, settings.num_workers + 1)
+    ]
+    return [front, *workers]

@@ -4,7 +4,7 @@ Tornado's ``fork_processes`` only waits on its children and forwards no
 signal, so this is our own loop: signals are turned into bytes on a pipe
 (``signal.set_wakeup_fd``) and the loop sleeps in ``select`` until a signal
 arrives or a delayed restart is due. Listening sockets are bound before
-forking, so a restarted child serves the connections queued meanwhile.
+forking (see ``Listener`` for what happens to them while a child is down).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import logging
 import os
 import select
 import signal
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from phizer.listeners import Listener
 
 log = logging.getLogger("phizer.supervisor")
 
@@ -27,13 +28,13 @@ FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 STOP_GRACE_SECONDS = 10.0
 
-ChildMain = Callable[[int, Sequence[socket.socket]], int]
+ChildMain = Callable[[int, Listener], int]
 
 
 @dataclass
 class Child:
     index: int
-    sockets: Sequence[socket.socket]
+    listener: Listener
     pid: int | None = None
     started_at: float = 0.0
     quick_deaths: int = 0
@@ -43,16 +44,16 @@ class Child:
 
 @dataclass
 class Supervisor:
-    """Keeps one process per entry of ``sockets`` alive until told to stop."""
+    """Keeps one process per listener alive until told to stop."""
 
-    sockets: Sequence[Sequence[socket.socket]]
+    listeners: Sequence[Listener]
     child_main: ChildMain
     stop_grace: float = STOP_GRACE_SECONDS
     children: list[Child] = field(init=False)
     _stopping: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        self.children = [Child(i, socks) for i, socks in enumerate(self.sockets)]
+        self.children = [Child(i, listener) for i, listener in enumerate(self.listeners)]
 
     def run(self) -> int:
         wake_read, wake_write = os.pipe()
@@ -96,11 +97,17 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         child.restart_at = None
+        child.started_at = time.monotonic()
+        try:
+            child.listener.open()
+        except OSError as err:
+            log.error("%s: %s", role_name(child.index), err)
+            self._schedule_restart(child)
+            return
         pid = os.fork()
         if pid == 0:
             self._become_child(child)
         child.pid = pid
-        child.started_at = time.monotonic()
         log.info("started %s (pid %d)", role_name(child.index), pid)
 
     def _become_child(self, child: Child) -> None:
@@ -114,9 +121,8 @@ class Supervisor:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             for other in self.children:
                 if other is not child:
-                    for sock in other.sockets:
-                        sock.close()
-            status = self.child_main(child.index, child.sockets)
+                    other.listener.close()
+            status = self.child_main(child.index, child.listener)
         except BaseException:
             log.exception("%s failed", role_name(child.index))
         finally:
@@ -139,13 +145,10 @@ class Supervisor:
     def _child_died(self, child: Child, pid: int, status: int) -> None:
         if self._stopping:
             return
+        if not child.listener.hold_while_down:
+            child.listener.close()
         lived = time.monotonic() - child.started_at
-        if lived >= HEALTHY_SECONDS:
-            child.quick_deaths = 0
-            delay = 0.0
-        else:
-            child.quick_deaths += 1
-            delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (child.quick_deaths - 1))
+        delay = self._schedule_restart(child)
         log.error(
             "%s (pid %d) %s after %.1fs; restarting in %.1fs",
             role_name(child.index),
@@ -154,8 +157,18 @@ class Supervisor:
             lived,
             delay,
         )
+
+    def _schedule_restart(self, child: Child) -> float:
+        """Restart at once after a long life; back off exponentially after short ones."""
+        if time.monotonic() - child.started_at >= HEALTHY_SECONDS:
+            child.quick_deaths = 0
+            delay = 0.0
+        else:
+            child.quick_deaths += 1
+            delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (child.quick_deaths - 1))
         child.restarts += 1
         child.restart_at = time.monotonic() + delay
+        return delay
 
     def _restart_due(self) -> None:
         now = time.monotonic()

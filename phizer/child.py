@@ -12,7 +12,7 @@ from tornado.httpserver import HTTPServer
 
 from phizer.config import Config
 from phizer.front import make_front_app
-from phizer.linux import die_with_parent, set_process_name
+from phizer.linux import set_process_name
 from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
 from phizer.supervisor import role_name
@@ -27,7 +27,6 @@ IDLE_CONNECTION_SECONDS = 60.0
 def run_child(config: Config, index: int, listener: Listener) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit status."""
     settings = config.settings
-    die_with_parent()
     set_process_name(f"phizer-{'front' if index == 0 else f'w{index}'}")
     level = settings.log_level if index == 0 else settings.log_level_worker
     configure_logging(settings, role_name(index), level)

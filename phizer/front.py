@@ -102,9 +102,10 @@ class FrontHandler(BaseHandler):
         self.state = state
 
     async def serve(self) -> None:
-        if self.request.path.startswith("/_"):
+        path = self.request_path()
+        if path.startswith("/_"):
             raise NotFound("no such service path")
-        request = parse_request_path(self.request.path)
+        request = parse_request_path(path)
         if request.size not in self.state.config.sizes:
             raise NotFound("unknown size")
         image, self.cache_result = await self.state.finished(request)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from phizer.linux import die_with_parent
 from phizer.listeners import Listener
 
 log = logging.getLogger("phizer.supervisor")
@@ -104,15 +105,19 @@ class Supervisor:
             log.error("%s: %s", role_name(child.index), err)
             self._schedule_restart(child)
             return
+        supervisor_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._become_child(child)
+            self._become_child(child, supervisor_pid)
         child.pid = pid
         log.info("started %s (pid %d)", role_name(child.index), pid)
 
-    def _become_child(self, child: Child) -> None:
+    def _become_child(self, child: Child, supervisor_pid: int) -> None:
         status = 1
         try:
+            die_with_parent()
+            if os.getppid() != supervisor_pid:
+                os._exit(0)  # the supervisor died before we could ask to follow it
             signal.set_wakeup_fd(-1)
             for fd in self._pipe:
                 os.close(fd)

@@ -59,6 +59,8 @@ def parse_request_path(raw_path: str) -> ImageRequest:
         raise UriTooLong()
     if not raw_path.startswith("/"):
         raise BadRequest("path must start with /")
+    if raw_path == "/":
+        raise NotFound("expected /<size>/<path>")
     segments = [_decode_segment(s) for s in raw_path[1:].split("/")]
     if len(segments) < 2:
         raise NotFound("expected /<size>/<path>")

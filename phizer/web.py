@@ -13,7 +13,7 @@ from typing import Any
 from tornado.web import HTTPError, RequestHandler
 
 from phizer import __version__
-from phizer.errors import PhizerError
+from phizer.errors import BadRequest, PhizerError
 
 access_log = logging.getLogger("phizer.access")
 log = logging.getLogger("phizer")
@@ -45,6 +45,17 @@ class BaseHandler(RequestHandler):
 
     async def serve(self) -> None:
         raise NotImplementedError
+
+    def request_path(self) -> str:
+        """The raw path as text: Tornado reads the request line as latin-1, so
+        unencoded UTF-8 bytes from a lax client are turned back into UTF-8."""
+        path = self.request.path
+        if path.isascii():
+            return path
+        try:
+            return path.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            raise BadRequest("path is not valid UTF-8") from None
 
     def fail(self, err: PhizerError) -> None:
         if self._finished:

@@ -65,7 +65,7 @@ class WorkerHandler(BaseHandler):
         self.state = state
 
     async def serve(self) -> None:
-        request = parse_request_path(self.request.path)
+        request = parse_request_path(self.request_path())
         spec = self.state.config.sizes.get(request.size)
         if spec is None:
             raise NotFound("unknown size")

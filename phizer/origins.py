@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections.abc import Sequence
 from typing import Protocol
 from urllib.parse import quote
@@ -90,12 +91,17 @@ class DirectoryOrigin:
 
     def _read(self, path: str) -> bytes:
         try:
-            with open(self.resolve(path), "rb") as handle:
-                return handle.read()
+            # O_NONBLOCK: opening a FIFO planted under the root must not hang.
+            fd = os.open(self.resolve(path), os.O_RDONLY | os.O_NONBLOCK)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
             raise NotFound(f"not found at origin {self.name}") from None
         except OSError as err:
             raise OriginError(f"origin {self.name}: {err.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise NotFound(f"not found at origin {self.name}")
+        with open(fd, "rb") as handle:
+            return handle.read()
 
 
 class OriginSet:

@@ -20,25 +20,20 @@ class SingleFlight(Generic[T]):
         """Await ``work()`` once per key at a time; returns (result, joined).
 
         ``joined`` is True for callers that waited on someone else's call.
-        Exceptions are shared the same way, so a failure is not retried by
-        every waiter at once.
+        The work runs as its own task, so a caller that goes away (even the
+        one that started it) cancels nothing for the others. Exceptions are
+        shared the same way, so a failure is not retried by every waiter.
         """
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending), True
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await work()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as err:
-            future.set_exception(err)
-            future.exception()  # mark retrieved: no "never retrieved" warning
-            raise
-        else:
-            future.set_result(result)
-            return result, False
-        finally:
+        task = self._inflight.get(key)
+        joined = task is not None
+        if task is None:
+            task = asyncio.ensure_future(work())
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(task), joined
+
+    def _finished(self, key: str, task: asyncio.Future[T]) -> None:
+        if self._inflight.get(key) is task:
             del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: no "never retrieved" warning if all left

@@ -21,6 +21,8 @@ from phizer.worker import make_worker_app
 log = logging.getLogger("phizer.child")
 
 MAX_HEADER_BYTES = 16 * 1024
+# GET/HEAD carry no body; a small one is read so other methods still get 405.
+MAX_BODY_BYTES = 64 * 1024
 IDLE_CONNECTION_SECONDS = 60.0
 
 
@@ -45,7 +47,7 @@ async def _serve(config: Config, index: int, sockets: Sequence[socket.socket]) -
         app,
         no_keep_alive=not keep_alive,
         max_header_size=MAX_HEADER_BYTES,
-        max_body_size=0,
+        max_body_size=MAX_BODY_BYTES,
         idle_connection_timeout=IDLE_CONNECTION_SECONDS,
         body_timeout=IDLE_CONNECTION_SECONDS,
     )

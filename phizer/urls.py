@@ -20,7 +20,8 @@ CROP_SCALE = 1000
 _CROP_POINT = re.compile(r"^([+-]?\d+)x([+-]?\d+)$")
 _SIZE_CODE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _ENCODED = re.compile(r"%[0-9a-fA-F]{2}")
-_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
+_BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ def worker_index(filename: str, num_workers: int) -> int:
 def _decode_segment(segment: str) -> str:
     if segment == "":
         raise BadRequest("empty path segment")
+    if _BAD_ESCAPE.search(segment):
+        raise BadRequest("malformed percent-encoding")
     try:
         decoded = unquote(segment, errors="strict")
     except UnicodeDecodeError:

@@ -1,0 +1,168 @@
+"""``[sizes]`` lines (phizer/sizes.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from phizer.sizes import Constraint, SizeSpec, parse_size_spec
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["220x220", "220 x 220", "220X220", "220,220", "220, 220", "220 , 220", "220", " 220 "],
+)
+def test_dimension_spellings(value):
+    spec, warnings = parse_size_spec("s220", value)
+    assert spec == SizeSpec("s220", 220, 220, Constraint.MAX, None)
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("value", "width", "height"),
+    [("640x480", 640, 480), ("480 x 640", 480, 640), ("1,2", 1, 2), ("100000x1", 100000, 1)],
+)
+def test_width_and_height_are_kept_in_order(value, width, height):
+    spec, _ = parse_size_spec("s", value)
+    assert (spec.width, spec.height) == (width, height)
+
+
+@pytest.mark.parametrize(
+    ("value", "constraint"),
+    [
+        ("220x220", Constraint.MAX),
+        ("220x220 max", Constraint.MAX),
+        ("220x220 MAX", Constraint.MAX),
+        ("220x220 square", Constraint.SQUARE),
+        ("220 square", Constraint.SQUARE),
+        ("220x220, square", Constraint.SQUARE),
+        ("200x300 portrait", Constraint.PORTRAIT),
+        ("300x300 portrait", Constraint.PORTRAIT),
+        ("300x200 landscape", Constraint.LANDSCAPE),
+        ("300 x 300 Landscape", Constraint.LANDSCAPE),
+    ],
+)
+def test_constraints(value, constraint):
+    spec, warnings = parse_size_spec("s", value)
+    assert spec.constraint is constraint
+    assert warnings == []
+
+
+def test_legacy_sizes_section():
+    # The [sizes] lines of the 2012 phizer.conf.
+    assert parse_size_spec("s220", "220x220 square")[0] == SizeSpec(
+        "s220", 220, 220, Constraint.SQUARE
+    )
+    assert parse_size_spec("m120", "120x120 max")[0] == SizeSpec("m120", 120, 120, Constraint.MAX)
+
+
+def test_portrait_keeps_both_sides():
+    spec, _ = parse_size_spec("p", "200x300 portrait")
+    assert (spec.width, spec.height) == (200, 300)
+
+
+def test_landscape_keeps_both_sides():
+    spec, _ = parse_size_spec("l", "300x200 landscape")
+    assert (spec.width, spec.height) == (300, 200)
+
+
+def test_portrait_wider_than_tall_is_an_error():
+    with pytest.raises(ValueError, match="portrait"):
+        parse_size_spec("p", "300x200 portrait")
+
+
+def test_landscape_taller_than_wide_is_an_error():
+    with pytest.raises(ValueError, match="landscape"):
+        parse_size_spec("l", "200x300 landscape")
+
+
+@pytest.mark.parametrize(
+    ("value", "side"),
+    [("100x200 square", 200), ("200x100 square", 200), ("96, 96 square", 96), ("150 square", 150)],
+)
+def test_square_uses_the_larger_side(value, side):
+    spec, _ = parse_size_spec("sq", value)
+    assert (spec.width, spec.height) == (side, side)
+    assert spec.constraint is Constraint.SQUARE
+
+
+@pytest.mark.parametrize(
+    ("value", "quality", "constraint"),
+    [
+        ("96, 96 square quality=70", 70, Constraint.SQUARE),
+        ("96x96 quality=70", 70, Constraint.MAX),
+        ("96x96 quality = 1", 1, Constraint.MAX),
+        ("96x96 quality=100 square", 100, Constraint.SQUARE),
+        ("96x96 square, quality=55", 55, Constraint.SQUARE),
+        ("96x96 QUALITY=80", 80, Constraint.MAX),
+    ],
+)
+def test_quality_option(value, quality, constraint):
+    spec, warnings = parse_size_spec("thumb", value)
+    assert spec.quality == quality
+    assert spec.constraint is constraint
+    assert (spec.width, spec.height) == (96, 96)
+    assert warnings == []
+
+
+def test_quality_defaults_to_none():
+    assert parse_size_spec("s", "96x96")[0].quality is None
+
+
+@pytest.mark.parametrize("value", ["96x96 quality=0", "96x96 quality=101", "96x96 quality=high"])
+def test_bad_quality_is_an_error(value):
+    with pytest.raises(ValueError):
+        parse_size_spec("s", value)
+
+
+def test_unknown_options_warn_and_are_ignored():
+    spec, warnings = parse_size_spec("s", "96x96 square sharpen=2 format=png")
+    assert spec == SizeSpec("s", 96, 96, Constraint.SQUARE)
+    assert len(warnings) == 2
+    assert any("sharpen" in w for w in warnings)
+    assert any("format" in w for w in warnings)
+
+
+def test_unknown_option_next_to_quality():
+    spec, warnings = parse_size_spec("s", "96x96 quality=60 progressive=1")
+    assert spec.quality == 60
+    assert len(warnings) == 1
+    assert "progressive" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "   ",
+        "square",
+        "x220",
+        "-220x220",
+        "220x-220",
+        "0x220",
+        "220x0",
+        "0",
+        "100001x100",
+        "100x100001",
+        "1000000x1000000",
+        "220.5x220",
+        "220x220 fit",
+        "220x220 max square",
+        "220x220 square extra",
+        "220x220x220",
+        "wide",
+    ],
+)
+def test_malformed_values(value):
+    with pytest.raises(ValueError):
+        parse_size_spec("s", value)
+
+
+@pytest.mark.parametrize("code", ["", "s-220", "s_220", "s 220", "s.220", "a" * 33, "é"])
+def test_bad_codes(code):
+    with pytest.raises(ValueError, match="size code"):
+        parse_size_spec(code, "220x220")
+
+
+@pytest.mark.parametrize("code", ["s", "s220", "220", "a" * 32, "thumb2x"])
+def test_good_codes(code):
+    assert parse_size_spec(code, "220x220")[0].code == code

@@ -82,7 +82,7 @@ class BaseHandler(RequestHandler):
 
 
 def log_request(handler: RequestHandler) -> None:
-    """One line per request; the level follows the status like Tornado's."""
+    """The front's line per request; the level follows the status like Tornado's."""
     status = handler.get_status()
     if status < 400:
         level = logging.INFO
@@ -90,6 +90,17 @@ def log_request(handler: RequestHandler) -> None:
         level = logging.WARNING
     else:
         level = logging.ERROR
+    _log_access(handler, level)
+
+
+def log_worker_request(handler: RequestHandler) -> None:
+    """Workers' lines: the front logs every request already, so only
+    worker-side failures stand out; the rest is for DEBUG."""
+    _log_access(handler, logging.ERROR if handler.get_status() >= 500 else logging.DEBUG)
+
+
+def _log_access(handler: RequestHandler, level: int) -> None:
+    status = handler.get_status()
     if not access_log.isEnabledFor(level):
         return
     request = handler.request

@@ -16,7 +16,7 @@ from phizer.geometry import exceeds
 from phizer.imaging import OutputOptions, render
 from phizer.origins import OriginSet, build_origins
 from phizer.urls import parse_request_path
-from phizer.web import BaseHandler, log_request
+from phizer.web import BaseHandler, log_worker_request
 
 FETCH_MS_HEADER = "X-Phizer-Fetch-Ms"
 RESIZE_MS_HEADER = "X-Phizer-Resize-Ms"
@@ -103,6 +103,6 @@ def make_worker_app(config: Config, state: WorkerState | None = None) -> Applica
     state = state or WorkerState(config, make_origin_set(config))
     return Application(
         [(r"/.*", WorkerHandler, {"state": state})],
-        log_function=log_request,
+        log_function=log_worker_request,
         compress_response=False,
     )

@@ -22,9 +22,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
+from tornado.httpclient import HTTPResponse
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
-from tornado.testing import bind_unused_port
+from tornado.testing import AsyncHTTPTestCase, bind_unused_port
 from tornado.web import Application, RequestHandler
 
 from phizer.config import Config, OriginSpec, Settings
@@ -299,6 +300,25 @@ class ServerPool:
         self._servers.clear()
         self._clients.clear()
         self._sockets.clear()
+
+
+class PoolTestCase(AsyncHTTPTestCase):
+    """An AsyncHTTPTestCase whose extra servers live in ``self.pool``
+    (created by ``get_app``) and are all stopped after each test."""
+
+    pool: ServerPool
+
+    def tearDown(self) -> None:
+        self.pool.close()
+        super().tearDown()
+
+    def get(self, path: str, base: str | None = None, **kwargs: object) -> HTTPResponse:
+        target = base + path if base else self.get_url(path)
+        return self.fetch(target, raise_error=False, **kwargs)
+
+    async def aget(self, path: str, base: str | None = None) -> HTTPResponse:
+        target = base + path if base else self.get_url(path)
+        return await self.http_client.fetch(target, raise_error=False)
 
 
 def url(port: int) -> str:

@@ -11,13 +11,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from tornado.httpclient import HTTPResponse
-from tornado.testing import AsyncHTTPTestCase, gen_test
+from tornado.testing import gen_test
 from tornado.web import Application
 
 from phizer import __version__
 from phizer.config import Config
 from phizer.front import FrontState
 from tests.http_support import (
+    PoolTestCase,
     ServerPool,
     StubServer,
     count_requests,
@@ -35,7 +36,7 @@ THUMB = encode(photo(200, 150), "JPEG", quality=90)
 TINY_GIF = encode(photo(1, 1).convert("P"), "GIF")
 
 
-class FrontTestCase(AsyncHTTPTestCase):
+class FrontTestCase(PoolTestCase):
     """The test's own server is a front over two real workers and one origin."""
 
     def get_app(self) -> Application:
@@ -52,10 +53,6 @@ class FrontTestCase(AsyncHTTPTestCase):
             self.worker_urls.append(url(self.pool.start(app)))
         app, self.state = self.pool.front_app(self.worker_config, self.worker_urls)
         return app
-
-    def tearDown(self) -> None:
-        self.pool.close()
-        super().tearDown()
 
     @property
     def worker_total(self) -> int:
@@ -76,14 +73,6 @@ class FrontTestCase(AsyncHTTPTestCase):
         ports = [worker.port for worker in workers]
         config = make_config(http_origin("master", 9), num_workers=len(ports), **settings)
         return self.start_front(config, [url(port) for port in ports])[1]
-
-    def get(self, path: str, base: str | None = None, **kwargs: object) -> HTTPResponse:
-        target = base + path if base else self.get_url(path)
-        return self.fetch(target, raise_error=False, **kwargs)
-
-    async def aget(self, path: str, base: str | None = None) -> HTTPResponse:
-        target = base + path if base else self.get_url(path)
-        return await self.http_client.fetch(target, raise_error=False)
 
     def assert_error(self, response: HTTPResponse, status: int) -> str:
         self.assertEqual(response.code, status, response.body[:200])

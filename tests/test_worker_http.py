@@ -9,12 +9,13 @@ import time
 
 from PIL import Image
 from tornado.httpclient import HTTPResponse
-from tornado.testing import AsyncHTTPTestCase, gen_test
+from tornado.testing import gen_test
 from tornado.web import Application
 
 from phizer import __version__
 from phizer.config import Config
 from tests.http_support import (
+    PoolTestCase,
     ServerPool,
     StubServer,
     directory_origin,
@@ -42,7 +43,7 @@ EXPECTED_SIZES = {
 }
 
 
-class WorkerTestCase(AsyncHTTPTestCase):
+class WorkerTestCase(PoolTestCase):
     def get_app(self) -> Application:
         self.pool = ServerPool(self.io_loop)
         self.origin, self.origin_port = self.pool.stub(
@@ -65,21 +66,9 @@ class WorkerTestCase(AsyncHTTPTestCase):
         app, self.state = self.pool.worker_app(self.config)
         return app
 
-    def tearDown(self) -> None:
-        self.pool.close()
-        super().tearDown()
-
     def start_worker(self, config: Config) -> str:
         """Another worker (other settings or origins) in the same loop; its base URL."""
         return url(self.pool.worker(config)[1])
-
-    def get(self, path: str, base: str | None = None, **kwargs: object) -> HTTPResponse:
-        target = base + path if base else self.get_url(path)
-        return self.fetch(target, raise_error=False, **kwargs)
-
-    async def aget(self, path: str, base: str | None = None) -> HTTPResponse:
-        target = base + path if base else self.get_url(path)
-        return await self.http_client.fetch(target, raise_error=False)
 
     def assert_image(self, response: HTTPResponse, content_type: str, size: tuple[int, int]):
         self.assertEqual(response.code, 200, response.body[:200])

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for listener in listeners:
             listener.open()
     except OSError as err:
-        print(f"phizer: {err}", file=sys.stderr)
+        print(f"phizer: {err.strerror or err}", file=sys.stderr)
         return 1
     log.info(
         "phizer %s on %s:%d with %d workers",

@@ -525,6 +525,19 @@ def test_invalid_log_level(tmp_path: Path, flag: str) -> None:
     assert "NOPE" in result.stderr
 
 
+def test_busy_port_is_a_one_line_startup_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = _write_config(tmp_path / "ok.conf", _valid_config(port))
+        result = run_cli(["-c", str(config)])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"cannot listen on {HOST}:{port}" in lines[0]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))

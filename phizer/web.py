@@ -16,7 +16,6 @@ from phizer import __version__
 from phizer.errors import BadRequest, PhizerError
 
 access_log = logging.getLogger("phizer.access")
-log = logging.getLogger("phizer")
 SERVER = f"phizer/{__version__}"
 
 

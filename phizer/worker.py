@@ -20,6 +20,8 @@ from phizer.web import BaseHandler, log_worker_request
 
 FETCH_MS_HEADER = "X-Phizer-Fetch-Ms"
 RESIZE_MS_HEADER = "X-Phizer-Resize-Ms"
+# How the worker got the original (hit, miss, coalesced): for operators
+# asking a worker directly; the front keeps its own cache result.
 CACHE_HEADER = "X-Phizer-Cache"
 
 

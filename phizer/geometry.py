@@ -50,27 +50,33 @@ def plan_resize(width: int, height: int, spec: SizeSpec, crop: Crop | None = Non
         x = left + (src_w - side) / 2
         y = top + (src_h - side) / 2
         return ResizePlan((x, y, x + side, y + side), (target_w, target_h))
-    box: Box = (left, top, right, bottom)
     if spec.constraint is Constraint.PORTRAIT:
-        scaled_w = _at_least_one(src_w * target_h // src_h)
-        if scaled_w <= target_w:
-            return ResizePlan(box, (scaled_w, target_h))
-        keep = target_w * src_h / target_h
+        out_w, keep = _fix_one_side(src_h, target_h, src_w, target_w)
         x = left + (src_w - keep) / 2
-        return ResizePlan((x, top, x + keep, bottom), (target_w, target_h))
+        return ResizePlan((x, top, x + keep, bottom), (out_w, target_h))
     if spec.constraint is Constraint.LANDSCAPE:
-        scaled_h = _at_least_one(src_h * target_w // src_w)
-        if scaled_h <= target_h:
-            return ResizePlan(box, (target_w, scaled_h))
-        keep = target_h * src_w / target_w
+        out_h, keep = _fix_one_side(src_w, target_w, src_h, target_h)
         y = top + (src_h - keep) / 2
-        return ResizePlan((left, y, right, y + keep), (target_w, target_h))
+        return ResizePlan((left, y, right, y + keep), (target_w, out_h))
     # max: fit inside W x H keeping the aspect ratio (small images grow).
     if target_w * src_h <= target_h * src_w:
-        size = (target_w, _at_least_one(src_h * target_w // src_w))
+        size = (target_w, max(1, src_h * target_w // src_w))
     else:
-        size = (_at_least_one(src_w * target_h // src_h), target_h)
-    return ResizePlan(box, size)
+        size = (max(1, src_w * target_h // src_h), target_h)
+    return ResizePlan((left, top, right, bottom), size)
+
+
+def _fix_one_side(fixed: int, fixed_target: int, other: int, other_max: int) -> tuple[int, float]:
+    """Scale so one side becomes ``fixed_target``; if the other side then
+    exceeds ``other_max``, it is cropped (centred) down to it.
+
+    Returns the other side's output length and how much of the source's
+    other side to keep.
+    """
+    scaled = max(1, other * fixed_target // fixed)
+    if scaled <= other_max:
+        return scaled, other
+    return other_max, other_max * fixed / fixed_target
 
 
 def plan_crop_only(width: int, height: int, crop: Crop | None) -> ResizePlan:
@@ -106,7 +112,3 @@ def scale_box(box: Box, from_size: tuple[int, int], to_size: tuple[int, int]) ->
 def exceeds(spec: SizeSpec, max_dimension: int) -> bool:
     """Sizes at or above ``max_dimension`` serve the original unresized."""
     return spec.width >= max_dimension or spec.height >= max_dimension
-
-
-def _at_least_one(value: int) -> int:
-    return max(1, value)

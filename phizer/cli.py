@@ -72,7 +72,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         debug=debug,
     )
     settings = config.settings
-    if not settings.bind_port >= 1 or settings.bind_port + settings.num_workers > 65535:
+    if settings.bind_port < 1 or settings.bind_port + settings.num_workers > 65535:
         raise ConfigError(
             f"port {settings.bind_port} + {settings.num_workers} workers is out of range"
         )

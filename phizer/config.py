@@ -53,7 +53,7 @@ class Settings:
 
 
 _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
-    "bind_host": lambda v: _non_empty(v),
+    "bind_host": values.parse_non_empty,
     "bind_port": values.parse_port,
     "canvas_color": values.parse_color,
     "client_cache_size": values.parse_byte_size,
@@ -210,9 +210,3 @@ def with_overrides(config: Config, **overrides: Any) -> Config:
     if not given:
         return config
     return dataclasses.replace(config, settings=dataclasses.replace(config.settings, **given))
-
-
-def _non_empty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value.strip()

@@ -77,7 +77,7 @@ def render(
     else:
         plan = plan_crop_only(upright[0], upright[1], crop)
     icc_profile = image.info.get("icc_profile")
-    pixels = decode(image, plan, orientation)
+    pixels = decode(image, plan, orientation, upright)
     if pixels.mode != image.mode and image.mode == "CMYK":
         icc_profile = None  # a CMYK profile does not describe RGB pixels
     box = scale_box(plan.box, upright, pixels.size)
@@ -104,19 +104,17 @@ def open_image(data: bytes) -> Image.Image:
     return image
 
 
-def decode(image: Image.Image, plan: ResizePlan, orientation: int) -> Image.Image:
+def decode(
+    image: Image.Image, plan: ResizePlan, orientation: int, upright: tuple[int, int]
+) -> Image.Image:
     """Decode the first frame upright, in a mode that resizes correctly.
 
     JPEGs are decoded at a reduced scale when the plan allows it
     (``draft``), which cuts the decode cost by up to 64x.
     """
     if image.format == "JPEG":
-        stored_size = image.size
-        upright = _upright_size(stored_size, orientation)
         wanted = draft_size(upright[0], upright[1], plan)
-        if orientation in (5, 6, 7, 8):
-            wanted = (wanted[1], wanted[0])
-        image.draft(None, wanted)
+        image.draft(None, _upright_size(wanted, orientation))  # back to stored axes
     try:
         image.load()
     except (OSError, ValueError, SyntaxError, EOFError, IndexError) as err:

@@ -40,7 +40,6 @@ class Child:
     started_at: float = 0.0
     quick_deaths: int = 0
     restart_at: float | None = None
-    restarts: int = 0
 
 
 @dataclass
@@ -171,7 +170,6 @@ class Supervisor:
         else:
             child.quick_deaths += 1
             delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (child.quick_deaths - 1))
-        child.restarts += 1
         child.restart_at = time.monotonic() + delay
         return delay
 

@@ -90,6 +90,12 @@ def parse_byte_size(value: str) -> int:
     return total * _BYTE_UNITS[unit]
 
 
+def parse_non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
 def parse_bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in _TRUE:

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from types import MappingProxyType
 from typing import Any
 
@@ -45,6 +46,20 @@ class Settings:
     syslog_priority: int = logging.ERROR
     origin_connect_timeout: float = 3.0
     origin_timeout: float = 10.0
+    # Hardening limits.
+    max_source_bytes: int = 50 * MIB
+    max_source_pixels: int = 50_000_000
+    client_timeout: float = 10.0
+    max_client_connections: int = 4096
+    # Operations.
+    shutdown_timeout: float = 10.0
+    syslog_address: str | tuple[str, int] = "/dev/log"
+    log_format: str = "text"
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    admin_allow: tuple[IPv4Network | IPv6Network, ...] = (
+        ip_network("127.0.0.0/8"),
+        ip_network("::1/128"),
+    )
 
     @property
     def worker_timeout(self) -> float:
@@ -72,7 +87,22 @@ _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
     "syslog_priority": values.parse_syslog_priority,
     "origin_connect_timeout": values.parse_seconds,
     "origin_timeout": values.parse_seconds,
+    "max_source_bytes": lambda v: _at_least(values.parse_byte_size(v), 1),
+    "max_source_pixels": lambda v: values.parse_int(v, 1),
+    "client_timeout": values.parse_seconds,
+    "max_client_connections": lambda v: values.parse_int(v, 16, 1_000_000),
+    "shutdown_timeout": values.parse_seconds,
+    "syslog_address": values.parse_syslog_address,
+    "log_format": lambda v: values.parse_choice(v, ("text", "json")),
+    "trusted_proxies": values.parse_networks,
+    "admin_allow": values.parse_networks,
 }
+
+
+def _at_least(number: int, minimum: int) -> int:
+    if number < minimum:
+        raise ValueError(f"must be at least {minimum}")
+    return number
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from logging.handlers import SysLogHandler
 
 from PIL import ImageColor
@@ -164,3 +165,34 @@ def parse_syslog_priority(value: str) -> int:
     if level is None:
         raise ValueError("expected a syslog priority such as LOG_ERR or LOG_INFO")
     return level
+
+
+def parse_choice(value: str, choices: tuple[str, ...]) -> str:
+    name = value.strip().lower()
+    if name not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}")
+    return name
+
+
+def parse_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """A comma- or space-separated list of addresses or CIDR networks."""
+    networks = []
+    for item in re.split(r"[,\s]+", value.strip()):
+        if not item:
+            continue
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def parse_syslog_address(value: str) -> str | tuple[str, int]:
+    """A Unix socket path (``/dev/log``) or ``host:port`` for UDP."""
+    address = value.strip()
+    if address.startswith("/"):
+        return address
+    host, sep, port = address.rpartition(":")
+    if not sep or not host:
+        raise ValueError("expected a socket path such as /dev/log or host:port")
+    return host.strip("[]"), parse_port(port)

@@ -15,6 +15,7 @@ from phizer.front import make_front_app
 from phizer.linux import set_process_name
 from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
+from phizer.restarts import RestartBoard
 from phizer.supervisor import role_name
 from phizer.worker import make_worker_app
 
@@ -26,19 +27,21 @@ MAX_BODY_BYTES = 64 * 1024
 IDLE_CONNECTION_SECONDS = 60.0
 
 
-def run_child(config: Config, index: int, listener: Listener) -> int:
+def run_child(config: Config, restarts: RestartBoard, index: int, listener: Listener) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit status."""
     settings = config.settings
     set_process_name(f"phizer-{'front' if index == 0 else f'w{index}'}")
     level = settings.log_level if index == 0 else settings.log_level_worker
     configure_logging(settings, role_name(index), level)
-    asyncio.run(_serve(config, index, listener.sockets))
+    asyncio.run(_serve(config, restarts, index, listener.sockets))
     return 0
 
 
-async def _serve(config: Config, index: int, sockets: Sequence[socket.socket]) -> None:
+async def _serve(
+    config: Config, restarts: RestartBoard, index: int, sockets: Sequence[socket.socket]
+) -> None:
     if index == 0:
-        app = make_front_app(config)
+        app = make_front_app(config, restarts=restarts)
         keep_alive = config.settings.keep_alive
     else:
         app = make_worker_app(config)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
 from collections.abc import Sequence
 
 from phizer import __version__
-from phizer.child import run_child
 from phizer.config import Config, load_config, with_overrides
 from phizer.errors import ConfigError
-from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
-from phizer.supervisor import Supervisor
+from phizer.service import open_listeners, serve
 from phizer.values import parse_log_level
 
 log = logging.getLogger("phizer")
@@ -94,30 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings, "supervisor", settings.log_level)
     for warning in config.warnings:
         log.warning("%s: %s", args.config, warning)
-    listeners = listeners_for(config)
     try:
-        for listener in listeners:
-            listener.open()
+        listeners = open_listeners(config)
     except OSError as err:
         print(f"phizer: {err.strerror or err}", file=sys.stderr)
         return 1
-    log.info(
-        "phizer %s on %s:%d with %d workers",
-        __version__,
-        settings.bind_host,
-        settings.bind_port,
-        settings.num_workers,
-    )
-    child_main = functools.partial(run_child, config)
-    return Supervisor(listeners, child_main).run()
-
-
-def listeners_for(config: Config) -> list[Listener]:
-    """The front on bind_host:bind_port, worker i on loopback only at bind_port + i."""
-    settings = config.settings
-    front = Listener(settings.bind_host, settings.bind_port, hold_while_down=True)
-    workers = [
-        Listener("127.0.0.1", settings.bind_port + i, hold_while_down=False)
-        for i in range(1, settings.num_workers + 1)
-    ]
-    return [front, *workers]
+    return serve(config, listeners, lambda: resolve_config(args))

@@ -26,6 +26,7 @@ from phizer.errors import (
     WorkerUnavailable,
     error_for_status,
 )
+from phizer.restarts import RestartBoard
 from phizer.transport import TransportFailure, fetch
 from phizer.urls import ImageRequest, parse_request_path, worker_index
 from phizer.web import BaseHandler, log_request
@@ -51,11 +52,18 @@ class FinishedImage:
 
 
 class FrontState:
-    def __init__(self, config: Config, worker_urls: Sequence[str], client: AsyncHTTPClient) -> None:
+    def __init__(
+        self,
+        config: Config,
+        worker_urls: Sequence[str],
+        client: AsyncHTTPClient,
+        restarts: RestartBoard | None = None,
+    ) -> None:
         settings = config.settings
         self.config = config
         self.worker_urls = tuple(worker_urls)
         self.client = client
+        self.restarts = restarts or RestartBoard()
         self.results: ByteLRU[FinishedImage] = ByteLRU(
             0 if settings.disable_cache else settings.resized_cache_size
         )
@@ -154,10 +162,12 @@ def worker_urls(config: Config) -> list[str]:
     return [f"http://127.0.0.1:{port + i}" for i in range(1, config.settings.num_workers + 1)]
 
 
-def make_front_app(config: Config, state: FrontState | None = None) -> Application:
+def make_front_app(
+    config: Config, state: FrontState | None = None, restarts: RestartBoard | None = None
+) -> Application:
     if state is None:
         client = CurlAsyncHTTPClient(force_instance=True, max_clients=WORKER_CLIENTS)
-        state = FrontState(config, worker_urls(config), client)
+        state = FrontState(config, worker_urls(config), client, restarts)
     return Application(
         [(r"/.*", FrontHandler, {"state": state})],
         log_function=log_request,

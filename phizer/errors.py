@@ -23,6 +23,11 @@ class BadRequest(PhizerError):
     message = "malformed request"
 
 
+class Forbidden(PhizerError):
+    status = 403
+    message = "forbidden"
+
+
 class NotFound(PhizerError):
     status = 404
     message = "not found"

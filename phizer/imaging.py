@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from phizer.errors import BadImage, SourceTooLarge
+from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
 from phizer.geometry import ResizePlan, draft_size, plan_crop_only, plan_resize, scale_box
 from phizer.sizes import SizeSpec
 from phizer.urls import Crop
@@ -26,6 +26,23 @@ CONTENT_TYPES = {
     "GIF": "image/gif",
     "WEBP": "image/webp",
 }
+# Recognised only to say why they are refused; never handed to a decoder.
+_REFUSED_SIGNATURES = (
+    (b"%!PS", "PostScript/EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"%PDF", "PDF"),
+    (b"8BPS", "PSD"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"#define", "XBM"),
+    (b"/* XPM */", "XPM"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"qoif", "QOI"),
+)
+DEFAULT_MAX_PIXELS = 50_000_000
 # Same-looking result as a plain LANCZOS resize, several times faster.
 REDUCING_GAP = 3.0
 ORIENTATION_TAG = 0x0112
@@ -59,6 +76,7 @@ def render(
     crop: Crop | None,
     options: OutputOptions,
     resize: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Rendered:
     """Make the output for one request from the original's bytes.
 
@@ -66,7 +84,7 @@ def render(
     points still apply but the result keeps the source's scale, and an
     uncropped request gets the original bytes back untouched.
     """
-    image = open_image(data)
+    image = open_image(data, max_pixels)
     source_format = image.format or ""
     if not resize and crop is None:
         return Rendered(data, CONTENT_TYPES[source_format])
@@ -89,8 +107,11 @@ def render(
     )
 
 
-def open_image(data: bytes) -> Image.Image:
-    """Identify the image from its header (nothing decoded yet)."""
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Identify the image from its header and check its size; nothing is decoded."""
+    # Pillow's own fence (also applied when it seeks between frames) agrees
+    # with ours; each process serves one request at a time.
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -98,10 +119,34 @@ def open_image(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise SourceTooLarge("source image has too many pixels") from None
     except UnidentifiedImageError:
+        refused = refused_format(data)
+        if refused is not None:
+            raise UnsupportedImage(f"{refused} images are not served") from None
         raise BadImage("origin sent something that is not a supported image") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise BadImage(f"undecodable image: {err}") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise BadImage("image has no pixels")
+    if width * height > max_pixels:
+        raise SourceTooLarge(
+            f"source image has {width}x{height} pixels, more than {max_pixels}"
+        )
     return image
+
+
+def refused_format(data: bytes) -> str | None:
+    """Name a format we recognise but refuse, so the client is told why."""
+    head = data[:512].lstrip()
+    for signature, name in _REFUSED_SIGNATURES:
+        if head.startswith(signature):
+            return name
+    if data[4:8] == b"ftyp":
+        return "HEIF/AVIF"
+    lowered = head[:256].lower()
+    if lowered.startswith(b"<?xml") or b"<svg" in lowered:
+        return "SVG"
+    return None
 
 
 def decode(

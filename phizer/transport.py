@@ -14,16 +14,18 @@ from tornado.simple_httpclient import HTTPTimeoutError
 
 
 class TransportFailure(Exception):
-    def __init__(self, message: str, timed_out: bool) -> None:
+    def __init__(self, message: str, timed_out: bool, curl_errno: int | None = None) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        self.curl_errno = curl_errno
 
 
 async def fetch(client: AsyncHTTPClient, request: HTTPRequest) -> HTTPResponse:
     try:
         return await client.fetch(request, raise_error=False)
     except HTTPClientError as err:
-        raise TransportFailure(str(err), is_timeout(err)) from None
+        errno = err.errno if isinstance(err, CurlError) else None
+        raise TransportFailure(str(err), is_timeout(err), errno) from None
 
 
 def is_timeout(error: BaseException | None) -> bool:

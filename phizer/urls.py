@@ -18,6 +18,8 @@ from phizer.errors import BadRequest, NotFound, UriTooLong
 MAX_PATH_LENGTH = 2048
 CROP_SCALE = 1000
 _CROP_POINT = re.compile(r"^([+-]?\d+)x([+-]?\d+)$")
+# A number-like side: what a mistyped crop point looks like (1e3, 999.5, 10xabc).
+_CROP_LIKE = re.compile(r"^([+\-\d.eE]*\d[+\-\d.eE]*x[^/]*|[^/]*x[+\-\d.eE]*\d[+\-\d.eE]*)$")
 _SIZE_CODE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _ENCODED = re.compile(r"%[0-9a-fA-F]{2}")
 _BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
@@ -69,9 +71,12 @@ def parse_request_path(raw_path: str) -> ImageRequest:
     if not _SIZE_CODE.match(size):
         raise NotFound("unknown size")
     crop = None
-    if len(segments) >= 4 and _is_crop_point(segments[1]) and _is_crop_point(segments[2]):
-        crop = _parse_crop(segments[1], segments[2])
-        segments = [size, *segments[3:]]
+    if len(segments) >= 4 and _is_crop_point(segments[1]):
+        if _is_crop_point(segments[2]):
+            crop = _parse_crop(segments[1], segments[2])
+            segments = [size, *segments[3:]]
+        elif _CROP_LIKE.match(segments[2]):
+            raise BadRequest("malformed crop point")
     return ImageRequest(size.lower(), crop, "/".join(segments[1:]))
 
 

@@ -30,9 +30,8 @@ from tornado.web import Application, RequestHandler
 
 from phizer.config import Config, OriginSpec, Settings
 from phizer.front import FrontState, make_front_app
-from phizer.origins import OriginSet, build_origins
 from phizer.sizes import parse_size_spec
-from phizer.worker import WorkerState, make_worker_app
+from phizer.worker import WorkerState, make_origin_set, make_worker_app
 
 LOOPBACK = "127.0.0.1"
 
@@ -268,14 +267,7 @@ class ServerPool:
         """``make_worker_app`` with an origin client that this pool closes."""
         settings = config.settings
         client = self.client(settings.max_inflight_requests)
-        origins = build_origins(
-            config.origins, client, settings.origin_connect_timeout, settings.origin_timeout
-        )
-        if config.master is not None:
-            origin_set = OriginSet(origins[0], origins[1:])
-        else:
-            origin_set = OriginSet(None, origins)
-        state = WorkerState(config, origin_set)
+        state = WorkerState(config, make_origin_set(config, client))
         return make_worker_app(config, state), state
 
     def worker(self, config: Config) -> tuple[WorkerState, int]:

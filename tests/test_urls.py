@@ -44,6 +44,12 @@ def test_valid_crops(raw, crop):
     assert parse_request_path(raw).crop == crop
 
 
+@pytest.mark.parametrize("raw", ["/s/0x0/box/a.jpg", "/s/0x0/photos/a.jpg", "/s/1x2/x/a.jpg"])
+def test_a_crop_like_directory_name_is_still_a_path(raw):
+    assert parse_request_path(raw).crop is None
+    assert parse_request_path(raw).path == raw[3:]
+
+
 def test_crop_applies_before_a_nested_path():
     request = parse_request_path("/s/0x0/500x500/albums/2012/a.jpg")
     assert request.crop == Crop(0, 0, 500, 500)
@@ -154,6 +160,9 @@ def test_c1_control_characters_are_bad_requests(raw):
         "/s/0x0/1000x" + "9" * 400 + "/a.jpg",
         "/s/00000x0/1000x1000/a.jpg",
         "/s/0x0/0x0/a.jpg",
+        "/s/0x0/1000xabc/a.jpg",
+        "/s/0x0/1e3x1000/a.jpg",
+        "/s/0x0/999.5x1000/a.jpg",
     ],
 )
 def test_bad_crops_are_bad_requests(raw):

@@ -1,0 +1,159 @@
+"""Source limits: bytes refused while streaming, pixels refused from the header."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import tempfile
+import zlib
+
+import pytest
+from tornado.web import Application, RequestHandler
+
+from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
+from phizer.imaging import open_image, refused_format
+from phizer.origins import BoundedSink, DirectoryOrigin
+from tests.http_support import (
+    PoolTestCase,
+    ServerPool,
+    StubServer,
+    directory_origin,
+    http_origin,
+    make_config,
+)
+from tests.imagetools import encode, photo
+
+LIMIT = 64 * 1024
+SMALL_JPEG = encode(photo(120, 90), "JPEG")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares ``width`` x ``height`` with almost no data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def gif_with_huge_frame(screen: int, frame: int) -> bytes:
+    """A GIF whose logical screen is small but whose first frame is not."""
+    header = b"GIF89a" + struct.pack("<HHBBB", screen, screen, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    descriptor = b"\x2c" + struct.pack("<HHHHB", 0, 0, frame, frame, 0)
+    return header + descriptor + b"\x02\x02\x4c\x01\x00\x3b"
+
+
+# --- pixels -------------------------------------------------------------------
+
+
+def test_pixels_within_the_limit_open() -> None:
+    image = open_image(png_header_only(100, 100), max_pixels=10_000)
+    assert image.size == (100, 100)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        png_header_only(101, 100),
+        png_header_only(50_000, 50_000),
+        gif_with_huge_frame(10, 20_000),
+        encode(photo(200, 100), "JPEG"),
+    ],
+    ids=["png-just-over", "png-bomb", "gif-frame-beyond-screen", "jpeg"],
+)
+def test_too_many_pixels_is_refused_before_decoding(data: bytes) -> None:
+    with pytest.raises(SourceTooLarge):
+        open_image(data, max_pixels=10_000)
+
+
+def test_limit_above_pillows_default_is_honoured() -> None:
+    # Pillow alone refuses above ~89 MP; an operator may allow more.
+    image = open_image(png_header_only(10_000, 10_000), max_pixels=100_000_000)
+    assert image.size == (10_000, 10_000)
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "PostScript/EPS"),
+        (b"%PDF-1.7\n", "PDF"),
+        (b"8BPS\x00\x01" + b"\0" * 40, "PSD"),
+        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+        (b"\x00\x00\x00\x18ftypavif" + b"\0" * 40, "HEIF/AVIF"),
+    ],
+)
+def test_recognised_formats_we_refuse_are_named(data: bytes, name: str) -> None:
+    assert refused_format(data) == name
+    with pytest.raises(UnsupportedImage):
+        open_image(data)
+
+
+def test_garbage_is_a_bad_image_not_an_unsupported_one() -> None:
+    assert refused_format(b"just some text that is no image") is None
+    with pytest.raises(BadImage):
+        open_image(b"just some text that is no image")
+
+
+# --- bytes --------------------------------------------------------------------
+
+
+def test_sink_keeps_up_to_the_limit_and_aborts_past_it() -> None:
+    sink = BoundedSink(10)
+    assert sink.write(b"12345") == 5
+    assert sink.write(b"67890") == 5
+    assert sink.data() == b"1234567890" and not sink.overflowed
+    assert sink.write(b"!") == 0
+    assert sink.overflowed
+
+
+def test_directory_origin_refuses_a_large_file() -> None:
+    with tempfile.TemporaryDirectory() as root:
+        with open(os.path.join(root, "big.jpg"), "wb") as handle:
+            handle.write(b"\xff" * (LIMIT + 1))
+        with open(os.path.join(root, "ok.jpg"), "wb") as handle:
+            handle.write(SMALL_JPEG)
+        origin = DirectoryOrigin(directory_origin("master", root), max_bytes=LIMIT)
+        assert asyncio.run(origin.fetch("ok.jpg")) == SMALL_JPEG
+        with pytest.raises(SourceTooLarge):
+            asyncio.run(origin.fetch("big.jpg"))
+
+
+class _Chunked(RequestHandler):
+    """Streams ``total`` bytes in chunks without a Content-Length."""
+
+    async def get(self, total: str) -> None:
+        sent = 0
+        while sent < int(total):
+            self.write(b"\0" * 8192)
+            await self.flush()
+            sent += 8192
+
+
+class TestHttpOriginLimit(PoolTestCase):
+    def get_app(self) -> Application:
+        self.pool = ServerPool(self.io_loop)
+        self.origin, origin_port = self.pool.stub(
+            StubServer(files={"big.jpg": b"\xff" * (LIMIT * 4), "small.jpg": SMALL_JPEG})
+        )
+        self.chunked_port = self.pool.start(Application([(r"/chunked/(\d+)\.jpg", _Chunked)]))
+        config = make_config(
+            http_origin("master", origin_port), max_source_bytes=LIMIT, max_source_pixels=10**6
+        )
+        self.chunked_worker = self.pool.worker(
+            make_config(http_origin("master", self.chunked_port), max_source_bytes=LIMIT)
+        )[1]
+        app, self.state = self.pool.worker_app(config)
+        return app
+
+    def test_content_length_over_the_limit_is_413(self) -> None:
+        self.assertEqual(self.get("/s100/big.jpg").code, 413)
+        self.assertEqual(self.get("/s100/small.jpg").code, 200)
+
+    def test_streamed_body_over_the_limit_is_413(self) -> None:
+        base = f"http://127.0.0.1:{self.chunked_worker}"
+        # Far larger than the limit: refused once the limit is passed.
+        self.assertEqual(self.get(f"/s100/chunked/{LIMIT * 100}.jpg", base=base).code, 413)

@@ -28,7 +28,13 @@ setup(
         "python-daemon>=3.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2",
+            "hypothesis>=6",
+            "ruff>=0.5",
+            "prometheus-client>=0.17",
+        ],
     },
     entry_points={"console_scripts": ["phizer = phizer.cli:main"]},
     classifiers=[

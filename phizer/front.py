@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 from tornado.web import Application
 
+from phizer.admin import ProcessMetrics, front_routes
 from phizer.cache import ByteLRU
 from phizer.coalesce import SingleFlight
 from phizer.config import Config
@@ -29,11 +31,12 @@ from phizer.errors import (
 from phizer.restarts import RestartBoard
 from phizer.transport import TransportFailure, fetch
 from phizer.urls import ImageRequest, parse_request_path, worker_index
-from phizer.web import BaseHandler, log_request
+from phizer.web import BaseHandler, InFlight, log_request
 from phizer.worker import FETCH_MS_HEADER, RESIZE_MS_HEADER
 
 # Enough parallel front-to-worker requests that the front never queues
 # behind a slow origin; the workers themselves bound the real work.
+log = logging.getLogger("phizer.front")
 WORKER_CLIENTS = 512
 _MAX_ERROR_BODY = 200
 
@@ -68,6 +71,7 @@ class FrontState:
             0 if settings.disable_cache else settings.resized_cache_size
         )
         self.inflight: SingleFlight[FinishedImage] = SingleFlight()
+        self.metrics = ProcessMetrics("resized", self.results)
 
     async def finished(self, request: ImageRequest) -> tuple[FinishedImage, str]:
         cached = self.results.get(request.key)
@@ -84,12 +88,7 @@ class FrontState:
             request_timeout=self.config.settings.worker_timeout,
             follow_redirects=False,
         )
-        try:
-            response = await fetch(self.client, worker_request)
-        except TransportFailure as failure:
-            if failure.timed_out:
-                raise WorkerTimeout(f"worker {index + 1} timed out") from None
-            raise WorkerUnavailable(f"worker {index + 1} unavailable") from None
+        response = await self._ask_worker(index, worker_request)
         if response.code != 200:
             message = response.body[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
             raise error_for_status(response.code, message)
@@ -104,6 +103,21 @@ class FrontState:
         return image
 
 
+    async def _ask_worker(self, index: int, worker_request: HTTPRequest) -> HTTPResponse:
+        """One retry for a connection that failed at once: a worker that is
+        stopping (reload, restart) may close a connection it had just
+        accepted, and a GET to a worker is safe to repeat."""
+        for attempt in range(2):
+            try:
+                return await fetch(self.client, worker_request)
+            except TransportFailure as failure:
+                if failure.timed_out:
+                    raise WorkerTimeout(f"worker {index + 1} timed out") from None
+                if attempt == 1:
+                    log.warning("worker %d unavailable: %s", index + 1, failure)
+        raise WorkerUnavailable(f"worker {index + 1} unavailable")
+
+
 class FrontHandler(BaseHandler):
     def initialize(self, state: FrontState) -> None:  # type: ignore[override]
         super().initialize()
@@ -116,7 +130,11 @@ class FrontHandler(BaseHandler):
         request = parse_request_path(path)
         if request.size not in self.state.config.sizes:
             raise NotFound("unknown size")
+        # For the access log; a failure from here on happened at this worker.
+        self.worker = worker_index(request.filename, len(self.state.worker_urls)) + 1
         image, self.cache_result = await self.state.finished(request)
+        if self.cache_result == "hit":
+            self.worker = None
         if self.cache_result == "miss":
             self.fetch_ms, self.resize_ms = image.fetch_ms, image.resize_ms
         self._set_caching_headers(image.etag)
@@ -169,7 +187,10 @@ def make_front_app(
         client = CurlAsyncHTTPClient(force_instance=True, max_clients=WORKER_CLIENTS)
         state = FrontState(config, worker_urls(config), client, restarts)
     return Application(
-        [(r"/.*", FrontHandler, {"state": state})],
+        [*front_routes(state), (r"/.*", FrontHandler, {"state": state})],
         log_function=log_request,
+        trusted_proxies=config.settings.trusted_proxies,
+        metrics=state.metrics,
+        in_flight=InFlight(),
         compress_response=False,
     )

@@ -7,16 +7,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
 from phizer import __version__
+from phizer.accesslog import RECORD_ATTR, AccessEntry, client_address, render_text
 from phizer.errors import BadRequest, PhizerError
 
 access_log = logging.getLogger("phizer.access")
 SERVER = f"phizer/{__version__}"
+
+
+class InFlight:
+    """The requests this process is serving; a stopping server waits for none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count = max(0, self.count - 1)
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True when every request finished within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
 
 class BaseHandler(RequestHandler):
@@ -26,12 +55,38 @@ class BaseHandler(RequestHandler):
         self.fetch_ms: float | None = None
         self.resize_ms: float | None = None
         self.cache_result = "-"
+        self.worker: int | None = None  # 1-based, set once the front routes to a worker
+        self.bytes_sent = 0
+        self._in_flight: InFlight | None = None
+
+    def prepare(self) -> None:
+        in_flight = self.application.settings.get("in_flight")
+        if isinstance(in_flight, InFlight):
+            in_flight.enter()
+            self._in_flight = in_flight
+            if in_flight.draining:
+                # Keep-alive clients reconnect to a process that is not stopping.
+                self.set_header("Connection", "close")
+
+    def on_finish(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.leave()
+            self._in_flight = None
+        metrics = self.application.settings.get("metrics")  # admin.ProcessMetrics
+        if metrics is not None:
+            metrics.request_finished(self.get_status(), self.request.request_time())
 
     def set_default_headers(self) -> None:
         self.set_header("Server", SERVER)
 
     def compute_etag(self) -> str | None:
         return None  # ETags are set explicitly where they are strong and cheap
+
+    def flush(self, include_footers: bool = False) -> asyncio.Future[None]:
+        # Counted here because this is where Tornado drops a HEAD answer's body.
+        if self.request.method != "HEAD":
+            self.bytes_sent += sum(len(chunk) for chunk in self._write_buffer)
+        return super().flush(include_footers)
 
     async def get(self, *_: str) -> None:
         try:
@@ -99,25 +154,28 @@ def log_worker_request(handler: RequestHandler) -> None:
 
 
 def _log_access(handler: RequestHandler, level: int) -> None:
-    status = handler.get_status()
-    if not access_log.isEnabledFor(level):
-        return
+    if access_log.isEnabledFor(level):
+        entry = access_entry(handler)
+        access_log.log(level, render_text(entry), extra={RECORD_ATTR: entry})
+
+
+def access_entry(handler: RequestHandler) -> AccessEntry:
+    """What the access line says about a finished request."""
     request = handler.request
-    fetch_ms = getattr(handler, "fetch_ms", None)
-    resize_ms = getattr(handler, "resize_ms", None)
-    access_log.log(
-        level,
-        "%s %s %d %s total=%.1fms fetch=%s resize=%s cache=%s",
-        request.method,
-        request.uri,
-        status,
-        request.remote_ip,
-        1000.0 * request.request_time(),
-        _ms(fetch_ms),
-        _ms(resize_ms),
-        getattr(handler, "cache_result", "-"),
+    cache = getattr(handler, "cache_result", "-")
+    return AccessEntry(
+        method=request.method or "-",
+        path=request.uri or "-",
+        status=handler.get_status(),
+        bytes=getattr(handler, "bytes_sent", 0),
+        total_ms=1000.0 * request.request_time(),
+        fetch_ms=getattr(handler, "fetch_ms", None),
+        resize_ms=getattr(handler, "resize_ms", None),
+        cache=None if cache == "-" else cache,
+        worker=getattr(handler, "worker", None),
+        client=client_address(
+            request.remote_ip or "-",
+            request.headers.get_list("X-Forwarded-For"),
+            handler.settings.get("trusted_proxies", ()),
+        ),
     )
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}ms"

@@ -6,8 +6,10 @@ import time
 from dataclasses import dataclass
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application
 
+from phizer.admin import WorkerMetrics, worker_routes
 from phizer.cache import ByteLRU
 from phizer.coalesce import SingleFlight
 from phizer.config import Config
@@ -16,7 +18,7 @@ from phizer.geometry import exceeds
 from phizer.imaging import OutputOptions, render
 from phizer.origins import OriginSet, build_origins
 from phizer.urls import parse_request_path
-from phizer.web import BaseHandler, log_worker_request
+from phizer.web import BaseHandler, InFlight, log_worker_request
 
 FETCH_MS_HEADER = "X-Phizer-Fetch-Ms"
 RESIZE_MS_HEADER = "X-Phizer-Resize-Ms"
@@ -46,6 +48,7 @@ class WorkerState:
         )
         self.fetches: SingleFlight[Original] = SingleFlight()
         self.output = OutputOptions(settings.image_quality, settings.canvas_color)
+        self.metrics = WorkerMetrics(self.originals)
 
     async def original(self, path: str) -> tuple[Original, str]:
         """The original's bytes and how we got them: hit, miss or coalesced."""
@@ -56,7 +59,11 @@ class WorkerState:
         return original, "coalesced" if joined else "miss"
 
     async def _fetch(self, path: str) -> Original:
-        original = Original(await self.origins.fetch(path))
+        started = time.perf_counter()
+        try:
+            original = Original(await self.origins.fetch(path))
+        finally:
+            self.metrics.fetch_seconds.observe(time.perf_counter() - started)
         self.originals.put(path, original)
         return original
 
@@ -80,9 +87,11 @@ class WorkerHandler(BaseHandler):
             request.crop,
             self.state.output,
             resize=not exceeds(spec, self.state.config.settings.max_dimension),
+            max_pixels=self.state.config.settings.max_source_pixels,
         )
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
+        self.state.metrics.resize_seconds.observe(self.resize_ms / 1000)
         self.set_header("Content-Type", rendered.content_type)
         self.set_header(FETCH_MS_HEADER, f"{self.fetch_ms:.1f}")
         self.set_header(RESIZE_MS_HEADER, f"{self.resize_ms:.1f}")
@@ -90,11 +99,18 @@ class WorkerHandler(BaseHandler):
         self.finish(rendered.data)
 
 
-def make_origin_set(config: Config) -> OriginSet:
+def make_origin_set(config: Config, client: AsyncHTTPClient | None = None) -> OriginSet:
     settings = config.settings
-    client = CurlAsyncHTTPClient(force_instance=True, max_clients=settings.max_inflight_requests)
+    if client is None:
+        client = CurlAsyncHTTPClient(
+            force_instance=True, max_clients=settings.max_inflight_requests
+        )
     origins = build_origins(
-        config.origins, client, settings.origin_connect_timeout, settings.origin_timeout
+        config.origins,
+        client,
+        settings.origin_connect_timeout,
+        settings.origin_timeout,
+        settings.max_source_bytes,
     )
     if config.master is not None:
         return OriginSet(origins[0], origins[1:])
@@ -104,7 +120,9 @@ def make_origin_set(config: Config) -> OriginSet:
 def make_worker_app(config: Config, state: WorkerState | None = None) -> Application:
     state = state or WorkerState(config, make_origin_set(config))
     return Application(
-        [(r"/.*", WorkerHandler, {"state": state})],
+        [*worker_routes(state.metrics), (r"/.*", WorkerHandler, {"state": state})],
         log_function=log_worker_request,
+        metrics=state.metrics,
+        in_flight=InFlight(),
         compress_response=False,
     )

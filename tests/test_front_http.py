@@ -206,7 +206,7 @@ class TestErrors(FrontTestCase):
         self.assertEqual(self.worker_total, 0)
 
     def test_service_paths_are_404(self) -> None:
-        for path in ("/_health", "/_/x", "/_metrics/photo.jpg", "/_s100/photo.jpg"):
+        for path in ("/_healthz", "/_/x", "/_metrics/photo.jpg", "/_s100/photo.jpg"):
             with self.subTest(path=path):
                 self.assert_error(self.get(path), 404)
         self.assertEqual(self.worker_total, 0)

@@ -7,8 +7,10 @@ import logging
 import signal
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream
 
 from phizer.config import Config
 from phizer.front import make_front_app
@@ -17,6 +19,7 @@ from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
 from phizer.restarts import RestartBoard
 from phizer.supervisor import role_name
+from phizer.web import InFlight
 from phizer.worker import make_worker_app
 
 log = logging.getLogger("phizer.child")
@@ -24,7 +27,8 @@ log = logging.getLogger("phizer.child")
 MAX_HEADER_BYTES = 16 * 1024
 # GET/HEAD carry no body; a small one is read so other methods still get 405.
 MAX_BODY_BYTES = 64 * 1024
-IDLE_CONNECTION_SECONDS = 60.0
+# The front keeps idle connections to workers open for reuse.
+WORKER_IDLE_SECONDS = 60.0
 
 
 def run_child(config: Config, restarts: RestartBoard, index: int, listener: Listener) -> int:
@@ -40,19 +44,25 @@ def run_child(config: Config, restarts: RestartBoard, index: int, listener: List
 async def _serve(
     config: Config, restarts: RestartBoard, index: int, sockets: Sequence[socket.socket]
 ) -> None:
+    settings = config.settings
     if index == 0:
         app = make_front_app(config, restarts=restarts)
-        keep_alive = config.settings.keep_alive
+        keep_alive = settings.keep_alive
+        # Clients come from outside: a slow one is cut off after client_timeout.
+        client_timeout = settings.client_timeout
     else:
         app = make_worker_app(config)
         keep_alive = True  # the front reuses its connections to workers
-    server = HTTPServer(
+        client_timeout = max(settings.client_timeout, WORKER_IDLE_SECONDS)
+    server = BoundedHTTPServer(
         app,
+        max_connections=settings.max_client_connections,
         no_keep_alive=not keep_alive,
         max_header_size=MAX_HEADER_BYTES,
         max_body_size=MAX_BODY_BYTES,
-        idle_connection_timeout=IDLE_CONNECTION_SECONDS,
-        body_timeout=IDLE_CONNECTION_SECONDS,
+        # Tornado applies this to the whole request head too (slowloris).
+        idle_connection_timeout=client_timeout,
+        body_timeout=client_timeout,
     )
     server.add_sockets(sockets)
     stop = asyncio.Event()
@@ -66,5 +76,46 @@ async def _serve(
         # group) must not interrupt the shutdown.
         loop.remove_signal_handler(sig)
         signal.signal(sig, signal.SIG_IGN)
+    await _drain(server, app.settings["in_flight"], settings.shutdown_timeout, index)
+
+
+async def _drain(
+    server: HTTPServer, in_flight: InFlight, timeout: float, index: int
+) -> None:
+    """Stop accepting, let requests in flight finish, then close every connection."""
     server.stop()
+    in_flight.draining = True
+    if in_flight.count:
+        log.info("%s finishing %d requests", role_name(index), in_flight.count)
+    if not await in_flight.wait_idle(timeout):
+        log.warning(
+            "%s: %d requests still running after shutdown_timeout (%.0fs); closing them",
+            role_name(index),
+            in_flight.count,
+            timeout,
+        )
     await server.close_all_connections()
+
+
+class BoundedHTTPServer(HTTPServer):
+    """An HTTPServer that closes new connections beyond ``max_connections``.
+
+    Past the limit, refusing a newcomer at once keeps file descriptors and
+    memory for the connections already being served.
+    """
+
+    def initialize(self, *args: Any, max_connections: int = 4096, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self.max_connections = max_connections
+        self.open_connections = 0
+
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
+        if self.open_connections >= self.max_connections:
+            stream.close()
+            return
+        self.open_connections += 1
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn: object) -> None:
+        self.open_connections -= 1
+        super().on_close(server_conn)

@@ -1,10 +1,18 @@
-"""The supervisor: forks the front and the workers, restarts, stops them.
+"""The supervisor: forks the front and the workers, restarts, reloads, stops them.
 
 Tornado's ``fork_processes`` only waits on its children and forwards no
 signal, so this is our own loop: signals are turned into bytes on a pipe
 (``signal.set_wakeup_fd``) and the loop sleeps in ``select`` until a signal
-arrives or a delayed restart is due. Listening sockets are bound before
-forking (see ``Listener`` for what happens to them while a child is down).
+arrives or a timer (a delayed restart, a retirement deadline) is due.
+Listening sockets are bound before forking (see ``Listener`` for what
+happens to them while a child is down).
+
+The children of one config form a ``Generation``. SIGHUP starts a new
+generation beside the current one and then retires the old one; SIGTERM
+retires the current one. Retiring is ordered: the front first, so the
+requests it still has in flight can reach workers that still accept, and
+the workers once the front has gone. Each step gets ``stop_grace`` seconds
+before SIGKILL.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass, field
 
 from phizer.linux import die_with_parent
 from phizer.listeners import Listener
+from phizer.restarts import RestartBoard
 
 log = logging.getLogger("phizer.supervisor")
 
@@ -33,6 +42,15 @@ ChildMain = Callable[[int, Listener], int]
 
 
 @dataclass
+class Plan:
+    """What a generation runs: one listener per child (index 0 is the front)."""
+
+    listeners: Sequence[Listener]
+    child_main: ChildMain
+    stop_grace: float = STOP_GRACE_SECONDS
+
+
+@dataclass
 class Child:
     index: int
     listener: Listener
@@ -43,17 +61,43 @@ class Child:
 
 
 @dataclass
+class Generation:
+    number: int
+    plan: Plan
+    children: list[Child]
+    # Retirement: None while current; then "front", then "workers".
+    retiring: str | None = None
+    kill_at: float | None = None
+
+    def alive(self) -> list[Child]:
+        return [c for c in self.children if c.pid is not None]
+
+
+@dataclass
 class Supervisor:
-    """Keeps one process per listener alive until told to stop."""
+    """Keeps one process per listener alive until told to stop.
+
+    ``reload`` (called on SIGHUP) returns the plan of the next generation;
+    whatever it raises is logged and the current generation keeps serving.
+    """
 
     listeners: Sequence[Listener]
     child_main: ChildMain
     stop_grace: float = STOP_GRACE_SECONDS
-    children: list[Child] = field(init=False)
+    reload: Callable[[], Plan] | None = None
+    restarts: RestartBoard | None = None
+    current: Generation = field(init=False)
+    retiring: list[Generation] = field(default_factory=list, init=False)
     _stopping: bool = field(default=False, init=False)
+    _reload_requested: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        self.children = [Child(i, listener) for i, listener in enumerate(self.listeners)]
+        plan = Plan(self.listeners, self.child_main, self.stop_grace)
+        self.current = _generation(1, plan)
+
+    @property
+    def children(self) -> list[Child]:
+        return self.current.children
 
     def run(self) -> int:
         wake_read, wake_write = os.pipe()
@@ -65,24 +109,140 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGHUP, self._on_hangup)
-        for child in self.children:
+        for child in self.current.children:
             self._spawn(child)
         while not self._stopping:
-            self._wait_for_event(self._next_restart_delay())
+            self._wait_for_event(self._next_timer())
             self._reap()
-            if not self._stopping:
-                self._restart_due()
-        self._stop_children()
+            if self._stopping:
+                break
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+            self._restart_due()
+            self._advance_retirements()
+        self._stop()
         return 0
 
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
         self._stopping = True
 
     def _on_hangup(self, _signum: int, _frame: object) -> None:
-        log.warning("SIGHUP ignored: restart phizer to load a new config")
+        self._reload_requested = True
 
-    def _next_restart_delay(self) -> float | None:
-        due = [c.restart_at for c in self.children if c.restart_at is not None]
+    # -- reload -------------------------------------------------------------
+
+    def _reload(self) -> None:
+        if self.reload is None:
+            log.warning("SIGHUP ignored: no config to reload")
+            return
+        try:
+            plan = self.reload()
+        except Exception as err:
+            log.error("reload failed, still serving the previous config: %s", err)
+            return
+        try:
+            plan = self._share_listeners(plan)
+        except OSError as err:
+            log.error("reload failed, still serving the previous config: %s", err)
+            return
+        old = self.current
+        self.current = _generation(old.number + 1, plan)
+        log.info("reloading: starting generation %d", self.current.number)
+        for child in self.current.children:
+            self._spawn(child)
+        self._retire(old)
+
+    def _share_listeners(self, plan: Plan) -> Plan:
+        """Reuse the open sockets of addresses that did not change; bind the others."""
+        open_now = {(lst.host, lst.port): lst for lst in self._all_listeners()}
+        shared: list[Listener] = []
+        opened: list[Listener] = []
+        try:
+            for listener in plan.listeners:
+                existing = open_now.get((listener.host, listener.port))
+                if existing is not None and existing.hold_while_down == listener.hold_while_down:
+                    shared.append(existing)
+                    continue
+                listener.open()
+                opened.append(listener)
+                shared.append(listener)
+        except OSError:
+            for listener in opened:
+                listener.close()
+            raise
+        return Plan(shared, plan.child_main, plan.stop_grace)
+
+    def _all_listeners(self) -> list[Listener]:
+        generations = [self.current, *self.retiring]
+        seen: dict[int, Listener] = {}
+        for generation in generations:
+            for child in generation.children:
+                seen.setdefault(id(child.listener), child.listener)
+        return list(seen.values())
+
+    # -- retiring and stopping ----------------------------------------------
+
+    def _retire(self, generation: Generation) -> None:
+        """Stop the front first; the workers follow once it has gone."""
+        generation.retiring = "front"
+        front = generation.children[0]
+        for child in generation.children:
+            child.restart_at = None
+        _signal(front.pid, signal.SIGTERM)
+        generation.kill_at = time.monotonic() + generation.plan.stop_grace
+        self.retiring.append(generation)
+        self._advance_retirements()
+
+    def _advance_retirements(self) -> None:
+        now = time.monotonic()
+        for generation in list(self.retiring):
+            front = generation.children[0]
+            front_due = generation.kill_at is not None and now >= generation.kill_at
+            if generation.retiring == "front" and (front.pid is None or front_due):
+                if front.pid is not None:
+                    log.error("front did not stop in time; killing it")
+                    _signal(front.pid, signal.SIGKILL)
+                generation.retiring = "workers"
+                generation.kill_at = now + generation.plan.stop_grace
+                for child in generation.children[1:]:
+                    _signal(child.pid, signal.SIGTERM)
+            kill_at = generation.kill_at
+            if generation.retiring == "workers" and kill_at is not None and now >= kill_at:
+                for child in generation.alive():
+                    log.error("%s did not stop in time; killing it", role_name(child.index))
+                    _signal(child.pid, signal.SIGKILL)
+                generation.kill_at = None
+            if not generation.alive():
+                self.retiring.remove(generation)
+                self._close_unused_listeners(generation)
+                log.info("generation %d stopped", generation.number)
+
+    def _close_unused_listeners(self, gone: Generation) -> None:
+        in_use = {id(listener) for listener in self._all_listeners()}
+        for child in gone.children:
+            if id(child.listener) not in in_use:
+                child.listener.close()
+
+    def _stop(self) -> None:
+        self._retire(self.current)
+        while self.retiring:
+            self._wait_for_event(self._next_timer())
+            self._reap()
+            self._advance_retirements()
+        log.info("all children stopped")
+
+    # -- children -----------------------------------------------------------
+
+    def _next_timer(self) -> float | None:
+        due = [
+            c.restart_at
+            for c in self.current.children
+            if c.restart_at is not None and not self._stopping
+        ]
+        due += [g.kill_at for g in self.retiring if g.kill_at is not None]
+        if any(g.retiring == "front" and g.children[0].pid is None for g in self.retiring):
+            return 0.0
         return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _wait_for_event(self, timeout: float | None) -> None:
@@ -123,10 +283,10 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            for other in self.children:
-                if other is not child:
-                    other.listener.close()
-            status = self.child_main(child.index, child.listener)
+            for other in self._all_listeners():
+                if other is not child.listener:
+                    other.close()
+            status = self.current.plan.child_main(child.index, child.listener)
         except BaseException:
             log.exception("%s failed", role_name(child.index))
         finally:
@@ -141,18 +301,21 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            child = next((c for c in self.children if c.pid == pid), None)
-            if child is not None:
-                child.pid = None
-                self._child_died(child, pid, status)
+            for generation in (self.current, *self.retiring):
+                child = next((c for c in generation.children if c.pid == pid), None)
+                if child is not None:
+                    child.pid = None
+                    if generation is self.current and not self._stopping:
+                        self._child_died(child, pid, status)
+                    break
 
     def _child_died(self, child: Child, pid: int, status: int) -> None:
-        if self._stopping:
-            return
-        if not child.listener.hold_while_down:
+        if not child.listener.hold_while_down and not self._listener_shared(child.listener):
             child.listener.close()
         lived = time.monotonic() - child.started_at
         delay = self._schedule_restart(child)
+        if self.restarts is not None:
+            self.restarts.record(child.index)
         log.error(
             "%s (pid %d) %s after %.1fs; restarting in %.1fs",
             role_name(child.index),
@@ -160,6 +323,14 @@ class Supervisor:
             _describe_status(status),
             lived,
             delay,
+        )
+
+    def _listener_shared(self, listener: Listener) -> bool:
+        """Still used by a retiring child: closing it would refuse that child's clients."""
+        return any(
+            c.listener is listener and c.pid is not None
+            for g in self.retiring
+            for c in g.children
         )
 
     def _schedule_restart(self, child: Child) -> float:
@@ -175,27 +346,14 @@ class Supervisor:
 
     def _restart_due(self) -> None:
         now = time.monotonic()
-        for child in self.children:
+        for child in self.current.children:
             if child.restart_at is not None and child.restart_at <= now:
                 self._spawn(child)
 
-    def _stop_children(self) -> None:
-        for child in self.children:
-            _signal(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_grace
-        killed = False
-        while True:
-            self._reap()
-            alive = [c for c in self.children if c.pid is not None]
-            if not alive:
-                break
-            if not killed and time.monotonic() >= deadline:
-                for child in alive:
-                    log.error("%s did not stop in time; killing it", role_name(child.index))
-                    _signal(child.pid, signal.SIGKILL)
-                killed = True
-            self._wait_for_event(0.1)
-        log.info("all children stopped")
+
+def _generation(number: int, plan: Plan) -> Generation:
+    children = [Child(i, listener) for i, listener in enumerate(plan.listeners)]
+    return Generation(number, plan, children)
 
 
 def _signal(pid: int | None, sig: int) -> None:

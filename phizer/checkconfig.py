@@ -107,7 +107,16 @@ def describe_size(spec: SizeSpec, settings: Settings) -> str:
         Constraint.LANDSCAPE: f"width {w}, height cropped to at most {h}",
     }[spec.constraint]
     quality = spec.quality if spec.quality is not None else settings.image_quality
-    return f"{geometry}, quality {quality}"
+    parts = [geometry, f"quality {quality}"]
+    parts.append(f"as {spec.output_format}" if spec.output_format else "in the source's format")
+    if not spec.upscale:
+        parts.append("never enlarged")
+    progressive = settings.progressive if spec.progressive is None else spec.progressive
+    parts.append("progressive JPEG" if progressive else "baseline JPEG")
+    if spec.background is not None:
+        red, green, blue = spec.background
+        parts.append(f"background #{red:02x}{green:02x}{blue:02x}")
+    return ", ".join(parts)
 
 
 def _processes(config: Config) -> list[str]:

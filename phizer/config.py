@@ -51,6 +51,17 @@ class Settings:
     max_source_pixels: int = 50_000_000
     client_timeout: float = 10.0
     max_client_connections: int = 4096
+    # Image fidelity and formats.
+    keep_icc: bool = True
+    strip_metadata: bool = True
+    animated: bool = False
+    max_frames: int = 100
+    progressive: bool = False
+    # Formats offered to browsers that accept them, in order (e.g. AVIF, WEBP).
+    auto_format: tuple[str, ...] = ()
+    # None: calibrated from the JPEG quality in use (see phizer.qualities).
+    webp_quality: int | None = None
+    avif_quality: int | None = None
     # Operations.
     shutdown_timeout: float = 10.0
     syslog_address: str | tuple[str, int] = "/dev/log"
@@ -91,6 +102,14 @@ _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
     "max_source_pixels": lambda v: values.parse_int(v, 1),
     "client_timeout": values.parse_seconds,
     "max_client_connections": lambda v: values.parse_int(v, 16, 1_000_000),
+    "keep_icc": values.parse_bool,
+    "strip_metadata": values.parse_bool,
+    "animated": values.parse_bool,
+    "max_frames": lambda v: values.parse_int(v, 1, 10_000),
+    "progressive": values.parse_bool,
+    "auto_format": values.parse_auto_format,
+    "webp_quality": lambda v: values.parse_int(v, 1, 100),
+    "avif_quality": lambda v: values.parse_int(v, 1, 100),
     "shutdown_timeout": values.parse_seconds,
     "syslog_address": values.parse_syslog_address,
     "log_format": lambda v: values.parse_choice(v, ("text", "json")),

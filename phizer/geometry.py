@@ -41,7 +41,12 @@ def crop_box(width: int, height: int, crop: Crop | None) -> tuple[int, int, int,
 
 
 def plan_resize(width: int, height: int, spec: SizeSpec, crop: Crop | None = None) -> ResizePlan:
-    """Where the crop points, then the size's constraint, take a source image."""
+    """Where the crop points, then the size's constraint, take a source image.
+
+    With ``spec.upscale`` false the output is never larger than the source
+    region: where the constraint would scale up, the source's scale is kept
+    and only its cropping applies.
+    """
     left, top, right, bottom = crop_box(width, height, crop)
     src_w, src_h = right - left, bottom - top
     target_w, target_h = spec.width, spec.height
@@ -49,16 +54,21 @@ def plan_resize(width: int, height: int, spec: SizeSpec, crop: Crop | None = Non
         side = min(src_w, src_h)
         x = left + (src_w - side) / 2
         y = top + (src_h - side) / 2
-        return ResizePlan((x, y, x + side, y + side), (target_w, target_h))
+        out = target_w if spec.upscale else min(target_w, side)
+        return ResizePlan((x, y, x + side, y + side), (out, out))
     if spec.constraint is Constraint.PORTRAIT:
+        target_h = target_h if spec.upscale else min(target_h, src_h)
         out_w, keep = _fix_one_side(src_h, target_h, src_w, target_w)
         x = left + (src_w - keep) / 2
         return ResizePlan((x, top, x + keep, bottom), (out_w, target_h))
     if spec.constraint is Constraint.LANDSCAPE:
+        target_w = target_w if spec.upscale else min(target_w, src_w)
         out_h, keep = _fix_one_side(src_w, target_w, src_h, target_h)
         y = top + (src_h - keep) / 2
         return ResizePlan((left, y, right, y + keep), (target_w, out_h))
     # max: fit inside W x H keeping the aspect ratio (small images grow).
+    if not spec.upscale and src_w <= target_w and src_h <= target_h:
+        return ResizePlan((left, top, right, bottom), (src_w, src_h))
     if target_w * src_h <= target_h * src_w:
         size = (target_w, max(1, src_h * target_w // src_w))
     else:

@@ -1,40 +1,47 @@
-"""Pillow image pipeline: decode, orient, crop, resize, encode.
+"""Pillow image pipeline: decode, orient, crop, resize, colour, encode.
 
 Pure functions over bytes and Pillow images; nothing here knows about
 HTTP or Tornado. Errors are raised as the domain errors of
-``phizer.errors`` so the caller can map them to statuses.
+``phizer.errors`` so the caller can map them to statuses. Formats live in
+``phizer.formats``, colour in ``phizer.colour``, metadata in
+``phizer.metadata``, animations in ``phizer.animation`` and the encoders'
+settings in ``phizer.encoding``.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
+from phizer.animation import Animation, decode_animation, frame_count
+from phizer.colour import output_colour
+from phizer.encoding import EncodeOptions, encode
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
+from phizer.formats import ALLOWED_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES, choose_format
 from phizer.geometry import ResizePlan, draft_size, plan_crop_only, plan_resize, scale_box
+from phizer.metadata import ORIENTATION_TAG, Metadata, read_metadata
+from phizer.qualities import quality_for
 from phizer.sizes import SizeSpec
 from phizer.urls import Crop
 
-# Decoders we serve; anything else (EPS runs Ghostscript, for one) is refused.
-ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
-CONTENT_TYPES = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "GIF": "image/gif",
-    "WEBP": "image/webp",
-}
+if TYPE_CHECKING:
+    from phizer.config import Settings
+
+__all__ = ["ALLOWED_FORMATS", "CONTENT_TYPES", "OutputOptions", "Rendered", "render"]
+
 # Recognised only to say why they are refused; never handed to a decoder.
 _REFUSED_SIGNATURES = (
     (b"%!PS", "PostScript/EPS"),
     (b"\xc5\xd0\xd3\xc6", "EPS"),
     (b"%PDF", "PDF"),
     (b"8BPS", "PSD"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"BM", "BMP"),
     (b"\x00\x00\x01\x00", "ICO"),
     (b"#define", "XBM"),
     (b"/* XPM */", "XPM"),
@@ -42,10 +49,12 @@ _REFUSED_SIGNATURES = (
     (b"\xff\x4f\xff\x51", "JPEG 2000"),
     (b"qoif", "QOI"),
 )
+# ISO base media brands that are AVIF; other HEIF brands (HEIC) are refused.
+_AVIF_BRANDS = (b"avif", b"avis")
 DEFAULT_MAX_PIXELS = 50_000_000
 # Same-looking result as a plain LANCZOS resize, several times faster.
 REDUCING_GAP = 3.0
-ORIENTATION_TAG = 0x0112
+LANCZOS = Image.Resampling.LANCZOS
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -55,13 +64,46 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_FORMATS_WITH_ALPHA = ("PNG", "GIF", "WEBP")
+# RuntimeError: libavif's failures; ArithmeticError: damaged AVIF timing.
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    IndexError,
+    struct.error,
+    RuntimeError,
+    ArithmeticError,
+)
 
 
 @dataclass(frozen=True)
 class OutputOptions:
+    """The ``[properties]`` settings that shape every output (see Settings)."""
+
     quality: int = 95
     canvas_color: tuple[int, int, int] = (255, 255, 255)
+    keep_icc: bool = True
+    strip_metadata: bool = True
+    animated: bool = False
+    max_frames: int = 100
+    progressive: bool = False
+    webp_quality: int | None = None
+    avif_quality: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutputOptions:
+        return cls(
+            quality=settings.image_quality,
+            canvas_color=settings.canvas_color,
+            keep_icc=settings.keep_icc,
+            strip_metadata=settings.strip_metadata,
+            animated=settings.animated,
+            max_frames=settings.max_frames,
+            progressive=settings.progressive,
+            webp_quality=settings.webp_quality,
+            avif_quality=settings.avif_quality,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,34 +119,57 @@ def render(
     options: OutputOptions,
     resize: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    offers: tuple[str, ...] = (),
 ) -> Rendered:
     """Make the output for one request from the original's bytes.
 
     With ``resize`` false (sizes at or above ``max_dimension``) the crop
     points still apply but the result keeps the source's scale, and an
-    uncropped request gets the original bytes back untouched.
+    uncropped request gets the original bytes back untouched, metadata
+    and all. ``offers`` are the formats the client accepts, best first.
     """
     image = open_image(data, max_pixels)
     source_format = image.format or ""
     if not resize and crop is None:
         return Rendered(data, CONTENT_TYPES[source_format])
+    frames = 1
+    if options.animated:
+        with _decoding():  # a GIF's frames are counted by reading through them
+            frames = frame_count(image, options.max_frames)
+    output_format = choose_format(
+        source_format, spec.output_format, offers, frames > 1, has_alpha(image)
+    )
+    if output_format not in ANIMATED_FORMATS:
+        frames = 1
     orientation = _orientation(image)
     upright = _upright_size(image.size, orientation)
-    if resize:
-        plan = plan_resize(upright[0], upright[1], spec, crop)
+    plan = plan_resize(*upright, spec, crop) if resize else plan_crop_only(*upright, crop)
+    check_pixels(image.size, plan.size, frames, max_pixels)
+    metadata = Metadata() if options.strip_metadata else read_metadata(image)
+    if frames > 1:
+        pixels: Image.Image | Animation = _decode_animation(image, plan, orientation, frames)
     else:
-        plan = plan_crop_only(upright[0], upright[1], crop)
+        pixels = _resized_still(image, plan, orientation, upright)
     icc_profile = image.info.get("icc_profile")
-    pixels = decode(image, plan, orientation, upright)
-    if pixels.mode != image.mode and image.mode == "CMYK":
-        icc_profile = None  # a CMYK profile does not describe RGB pixels
-    box = scale_box(plan.box, upright, pixels.size)
-    result = pixels.resize(plan.size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
-    quality = spec.quality or options.quality
-    return Rendered(
-        encode(result, source_format, quality, options.canvas_color, icc_profile),
-        CONTENT_TYPES[source_format],
+    pixels, profile = _colour(pixels, icc_profile, options.keep_icc, output_format)
+    settings = EncodeOptions(
+        quality=output_quality(output_format, spec, options),
+        background=spec.background or options.canvas_color,
+        progressive=options.progressive if spec.progressive is None else spec.progressive,
+        icc_profile=profile,
+        metadata=metadata,
     )
+    return Rendered(encode(pixels, output_format, settings), CONTENT_TYPES[output_format])
+
+
+def output_quality(image_format: str, spec: SizeSpec, options: OutputOptions) -> int:
+    """The encoder quality: a size's ``quality=`` (JPEG scale) first, then the
+    format's own setting, then ``image_quality`` mapped to the format's scale."""
+    if spec.quality is None:
+        own = {"WEBP": options.webp_quality, "AVIF": options.avif_quality}.get(image_format)
+        if own is not None:
+            return own
+    return quality_for(image_format, spec.quality or options.quality)
 
 
 def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -123,16 +188,25 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
         if refused is not None:
             raise UnsupportedImage(f"{refused} images are not served") from None
         raise BadImage("origin sent something that is not a supported image") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as err:
+    except _DECODE_ERRORS as err:
         raise BadImage(f"undecodable image: {err}") from None
     width, height = image.size
     if width < 1 or height < 1:
         raise BadImage("image has no pixels")
     if width * height > max_pixels:
-        raise SourceTooLarge(
-            f"source image has {width}x{height} pixels, more than {max_pixels}"
-        )
+        raise SourceTooLarge(f"source image has {width}x{height} pixels, more than {max_pixels}")
     return image
+
+
+def check_pixels(
+    source: tuple[int, int], output: tuple[int, int], frames: int, max_pixels: int
+) -> None:
+    """Refuse work over ``max_pixels``: every decoded (or written) frame counts."""
+    largest = max(source[0] * source[1], output[0] * output[1])
+    if largest * frames > max_pixels:
+        raise SourceTooLarge(
+            f"{frames} frame(s) of up to {largest} pixels are more than {max_pixels}"
+        )
 
 
 def refused_format(data: bytes) -> str | None:
@@ -142,11 +216,67 @@ def refused_format(data: bytes) -> str | None:
         if head.startswith(signature):
             return name
     if data[4:8] == b"ftyp":
-        return "HEIF/AVIF"
+        brands = data[8:12] + data[16 : min(len(data), 8 + int.from_bytes(data[:4], "big"))]
+        if not any(brand in brands for brand in _AVIF_BRANDS):
+            return "HEIF"
     lowered = head[:256].lower()
     if lowered.startswith(b"<?xml") or b"<svg" in lowered:
         return "SVG"
     return None
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether the source has transparency, from its header."""
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return True
+    palette = image.palette if image.mode == "P" else None
+    return palette is not None and palette.mode == "RGBA"
+
+
+def _colour(
+    pixels: Image.Image | Animation, icc_profile: bytes | None, keep_icc: bool, image_format: str
+) -> tuple[Image.Image | Animation, bytes | None]:
+    if isinstance(pixels, Animation):
+        frames, profile = output_colour(pixels.frames, icc_profile, keep_icc, image_format)
+        return replace(pixels, frames=frames), profile
+    [still], profile = output_colour([pixels], icc_profile, keep_icc, image_format)
+    return still, profile
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Turn what decoders raise into domain errors."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise SourceTooLarge("source image has too many pixels") from None
+    except _DECODE_ERRORS as err:
+        raise BadImage(f"undecodable image: {err}") from None
+
+
+def _resized_still(
+    image: Image.Image, plan: ResizePlan, orientation: int, upright: tuple[int, int]
+) -> Image.Image:
+    pixels = decode(image, plan, orientation, upright)
+    box = scale_box(plan.box, upright, pixels.size)
+    with _decoding():
+        return pixels.resize(plan.size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+
+
+def _decode_animation(
+    image: Image.Image, plan: ResizePlan, orientation: int, frames: int
+) -> Animation:
+    transpose = _TRANSPOSE.get(orientation)
+
+    def prepare(frame: Image.Image) -> Image.Image:
+        if transpose is not None:
+            frame = frame.transpose(transpose)
+        return frame.resize(plan.size, LANCZOS, box=plan.box, reducing_gap=REDUCING_GAP)
+
+    with _decoding():
+        return decode_animation(image, frames, prepare)
 
 
 def decode(
@@ -160,26 +290,29 @@ def decode(
     if image.format == "JPEG":
         wanted = draft_size(upright[0], upright[1], plan)
         image.draft(None, _upright_size(wanted, orientation))  # back to stored axes
-    try:
+    with _decoding():
         image.load()
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError) as err:
-        raise BadImage(f"undecodable image: {err}") from None
-    transpose = _TRANSPOSE.get(orientation)
-    if transpose is not None:
-        image = image.transpose(transpose)
-    return resizable_mode(image)
+        transpose = _TRANSPOSE.get(orientation)
+        if transpose is not None:
+            image = image.transpose(transpose)
+        return resizable_mode(image)
 
 
 def resizable_mode(image: Image.Image) -> Image.Image:
-    """Convert modes that resample badly or not at all (palette, 1-bit, 16-bit)."""
+    """Convert modes that resample badly or not at all (palette, 1-bit, 16-bit).
+
+    CMYK stays CMYK: it is made RGB after the resize, through its ICC
+    profile when it has one (``phizer.colour``).
+    """
     mode = image.mode
-    if mode in ("RGB", "RGBA", "L", "LA"):
+    if mode in ("1", "L", "RGB") and "transparency" in image.info:
+        return image.convert("RGBA" if mode == "RGB" else "LA")  # a colour key becomes alpha
+    if mode in ("RGB", "RGBA", "L", "LA", "CMYK"):
         return image
     if mode == "1":
         return image.convert("L")
     if mode in ("P", "PA"):
-        has_alpha = mode == "PA" or "transparency" in image.info
-        return image.convert("RGBA" if has_alpha else "RGB")
+        return image.convert("RGBA" if has_alpha(image) else "RGB")
     if mode.startswith("I"):
         # 16-bit samples: scale to 8 bits instead of clipping everything to white.
         return image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
@@ -188,56 +321,6 @@ def resizable_mode(image: Image.Image) -> Image.Image:
     if mode in ("RGBa", "La"):
         return image.convert(mode.upper())
     return image.convert("RGBA" if "A" in mode else "RGB")
-
-
-def encode(
-    image: Image.Image,
-    image_format: str,
-    quality: int,
-    canvas_color: tuple[int, int, int],
-    icc_profile: bytes | None = None,
-) -> bytes:
-    """Encode in ``image_format``, flattening alpha where the format has none."""
-    if image.mode in ("RGBA", "LA") and image_format not in _FORMATS_WITH_ALPHA:
-        image = flatten(image, canvas_color)
-    params: dict[str, object] = {}
-    if icc_profile and image_format in ("JPEG", "PNG", "WEBP"):
-        params["icc_profile"] = icc_profile
-    if image_format == "JPEG":
-        params.update(quality=quality, optimize=True)
-    elif image_format == "WEBP":
-        params.update(quality=quality)
-        if image.mode not in ("RGB", "RGBA"):
-            image = image.convert("RGBA" if image.mode == "LA" else "RGB")
-    elif image_format == "GIF":
-        image, transparency = to_palette(image)
-        if transparency is not None:
-            params["transparency"] = transparency
-    buffer = io.BytesIO()
-    image.save(buffer, image_format, **params)
-    return buffer.getvalue()
-
-
-def flatten(image: Image.Image, color: tuple[int, int, int]) -> Image.Image:
-    """Composite an image with alpha onto an opaque background colour."""
-    background = Image.new("RGB", image.size, color)
-    background.paste(image.convert("RGBA"), mask=image.getchannel("A"))
-    if image.mode == "LA":
-        return background.convert("L")
-    return background
-
-
-def to_palette(image: Image.Image) -> tuple[Image.Image, int | None]:
-    """Quantize for GIF; pixels under half opacity become the transparent index."""
-    if image.mode not in ("RGBA", "LA"):
-        return image.convert("RGB").quantize(256), None
-    transparent = 255
-    paletted = image.convert("RGB").quantize(transparent)
-    palette = paletted.getpalette() or []
-    paletted.putpalette(palette + [0] * (768 - len(palette)))
-    clear = image.getchannel("A").point(lambda alpha: 255 if alpha < 128 else 0)
-    paletted.paste(transparent, mask=clear)
-    return paletted, transparent
 
 
 def _orientation(image: Image.Image) -> int:

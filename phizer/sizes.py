@@ -6,7 +6,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from phizer.values import parse_int
+from phizer.values import parse_bool, parse_color, parse_int
 
 SIZE_CODE = re.compile(r"^[a-z0-9]{1,32}$")
 _DIMENSIONS = re.compile(r"^\s*(?P<w>\d{1,6})\s*(?:[x,*]\s*(?P<h>\d{1,6}))?(?P<rest>.*)$", re.I)
@@ -21,15 +21,28 @@ class Constraint(enum.StrEnum):
     LANDSCAPE = "landscape"
 
 
+# format= values and the Pillow format each names.
+OUTPUT_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
+
+
 @dataclass(frozen=True)
 class SizeSpec:
-    """One predefined output size; ``quality`` overrides ``image_quality``."""
+    """One predefined output size.
+
+    Every option left ``None`` falls back to the ``[properties]`` setting
+    (``quality`` to ``image_quality``, ``progressive``, ``background`` to
+    ``canvas_color``); ``output_format`` ``None`` keeps the source's format.
+    """
 
     code: str
     width: int
     height: int
     constraint: Constraint = Constraint.MAX
     quality: int | None = None
+    output_format: str | None = None
+    upscale: bool = True
+    progressive: bool | None = None
+    background: tuple[int, int, int] | None = None
 
 
 def parse_size_spec(code: str, value: str) -> tuple[SizeSpec, list[str]]:
@@ -61,8 +74,20 @@ def parse_size_spec(code: str, value: str) -> tuple[SizeSpec, list[str]]:
     quality = None
     if "quality" in options:
         quality = parse_int(options.pop("quality"), 1, 100)
+    output_format = None
+    if "format" in options:
+        name = options.pop("format").lower()
+        if name not in OUTPUT_FORMATS:
+            raise ValueError(f"format={name}: expected jpeg, png, webp or avif")
+        output_format = OUTPUT_FORMATS[name]
+    upscale = parse_bool(options.pop("upscale")) if "upscale" in options else True
+    progressive = parse_bool(options.pop("progressive")) if "progressive" in options else None
+    background = parse_color(options.pop("background")) if "background" in options else None
     warnings = [f"ignoring unknown size option {key!r}" for key in options]
-    return SizeSpec(code, width, height, constraint, quality), warnings
+    spec = SizeSpec(
+        code, width, height, constraint, quality, output_format, upscale, progressive, background
+    )
+    return spec, warnings
 
 
 def _parse_constraint(word: str) -> Constraint:

@@ -15,7 +15,8 @@ from logging.handlers import SysLogHandler
 
 from PIL import ImageColor
 
-_COMMENT = re.compile(r"\s+[#;].*$")
+# A comment starts at " #" or " ;", but not right after "=" (``background = #000``).
+_COMMENT = re.compile(r"(?<!=)(?<!=\s)\s+[#;].*$")
 _BYTE_UNITS = {
     "": 1,
     "b": 1,
@@ -196,3 +197,17 @@ def parse_syslog_address(value: str) -> str | tuple[str, int]:
     if not sep or not host:
         raise ValueError("expected a socket path such as /dev/log or host:port")
     return host.strip("[]"), parse_port(port)
+
+
+def parse_auto_format(value: str) -> tuple[str, ...]:
+    """``avif, webp``: negotiated output formats in order of preference."""
+    names = [item.lower() for item in re.split(r"[,\s]+", value.strip()) if item]
+    if names in ([], ["none"], ["off"], ["false"]):
+        return ()
+    formats = []
+    for name in names:
+        if name not in ("avif", "webp"):
+            raise ValueError(f"{name!r}: expected avif and/or webp")
+        if name.upper() not in formats:
+            formats.append(name.upper())
+    return tuple(formats)

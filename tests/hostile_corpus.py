@@ -553,8 +553,6 @@ def unsupported_cases() -> list[Case]:
         case("ico", encode(small, "ICO")),
         case("svg", SVG),
         case("xbm", encode(small.convert("1"), "XBM")),
-        case("tiff", encode(small, "TIFF")),
-        case("bmp", encode(small, "BMP")),
     ]
 
 

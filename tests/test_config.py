@@ -489,3 +489,137 @@ def test_with_overrides_accepts_false_and_zero(tmp_path):
 def test_with_overrides_without_values_returns_the_same_config(tmp_path):
     config = load(tmp_path, MINIMAL)
     assert with_overrides(config, bind_port=None, max_age=None) is config
+
+
+# --- image fidelity and formats ----------------------------------------------------
+
+
+def test_format_properties_default(tmp_path):
+    settings = load(tmp_path, MINIMAL).settings
+    assert settings.keep_icc is True
+    assert settings.strip_metadata is True
+    assert settings.animated is False
+    assert settings.max_frames == 100
+    assert settings.progressive is False
+    assert settings.auto_format == ()  # negotiation off
+    assert settings.webp_quality is None  # mapped from the JPEG quality
+    assert settings.avif_quality is None
+
+
+def test_every_format_property_is_parsed(tmp_path):
+    text = """\
+    [properties]
+    keep_icc = no
+    strip_metadata = off
+    animated = yes
+    max_frames = 24
+    progressive = true
+    auto_format = avif, webp
+    webp_quality = 81
+    avif_quality = 55 # measured
+    """
+    settings = load(tmp_path, text + MINIMAL).settings
+    assert settings == Settings(
+        num_workers=settings.num_workers,
+        keep_icc=False,
+        strip_metadata=False,
+        animated=True,
+        max_frames=24,
+        progressive=True,
+        auto_format=("AVIF", "WEBP"),
+        webp_quality=81,
+        avif_quality=55,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("avif, webp", ("AVIF", "WEBP")),
+        ("avif,webp", ("AVIF", "WEBP")),
+        ("webp avif", ("WEBP", "AVIF")),  # the operator's order is the preference
+        ("WebP", ("WEBP",)),
+        ("AVIF", ("AVIF",)),
+        ("avif, avif, webp", ("AVIF", "WEBP")),
+        ("avif, webp, # both", ("AVIF", "WEBP")),
+        ("none", ()),
+        ("off", ()),
+        ("false", ()),
+        ("", ()),
+    ],
+)
+def test_auto_format_values(tmp_path, value, expected):
+    config = load(tmp_path, f"[properties]\nauto_format = {value}\n" + MINIMAL)
+    assert config.settings.auto_format == expected
+    assert config.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("auto_format", "jpeg"),
+        ("auto_format", "avif, gif"),
+        ("auto_format", "heic"),
+        ("auto_format", "avif, none"),
+        ("auto_format", "image/avif"),
+        ("keep_icc", "maybe"),
+        ("strip_metadata", "2"),
+        ("animated", "sometimes"),
+        ("progressive", "interlaced"),
+        ("max_frames", "0"),
+        ("max_frames", "10001"),
+        ("max_frames", "many"),
+        ("webp_quality", "0"),
+        ("webp_quality", "101"),
+        ("avif_quality", "high"),
+        ("avif_quality", "-5"),
+    ],
+)
+def test_malformed_format_property_names_option_and_value(tmp_path, option, value):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, f"[properties]\n{option} = {value}\n" + MINIMAL)
+    message = str(caught.value)
+    assert "[properties]" in message
+    assert option in message
+    assert value in message
+
+
+@pytest.mark.parametrize(("value", "frames"), [("1", 1), ("10000", 10000)])
+def test_max_frames_bounds_are_inclusive(tmp_path, value, frames):
+    config = load(tmp_path, f"[properties]\nmax_frames = {value}\n" + MINIMAL)
+    assert config.settings.max_frames == frames
+
+
+def test_size_options_from_a_file(tmp_path):
+    text = """\
+    [master]
+    host = images.example.com
+
+    [sizes]
+    card = 400x300 landscape format=webp quality=70 # for the feed
+    logo = 200 format=png background=#102030 upscale=no
+    hero = 1600x900 progressive=yes sharpen=1
+    """
+    config = load(tmp_path, text)
+    assert config.sizes["card"] == SizeSpec(
+        "card", 400, 300, Constraint.LANDSCAPE, quality=70, output_format="WEBP"
+    )
+    assert config.sizes["logo"] == SizeSpec(
+        "logo", 200, 200, output_format="PNG", upscale=False, background=(16, 32, 48)
+    )
+    assert config.sizes["hero"] == SizeSpec("hero", 1600, 900, progressive=True)
+    assert len(config.warnings) == 1
+    assert "[sizes] hero" in config.warnings[0]
+    assert "sharpen" in config.warnings[0]
+
+
+@pytest.mark.parametrize(
+    "value", ["96x96 format=gif", "96x96 upscale=maybe", "96x96 background=#ggg"]
+)
+def test_malformed_size_option_names_the_size_and_the_reason(tmp_path, value):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, f"[master]\nhost = example.com\n[sizes]\nthumb = {value}\n")
+    message = str(caught.value)
+    assert "[sizes] thumb" in message
+    assert value in message
+    assert "expected" in message

@@ -138,6 +138,62 @@ def test_landscape(source, target, size, box):
     assert plan.box == pytest.approx(box, abs=1e-4)
 
 
+# --- upscale=false ------------------------------------------------------------
+
+
+def no_upscale(width: int, height: int, constraint: Constraint = MAX) -> SizeSpec:
+    return SizeSpec("t", width, height, constraint, upscale=False)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "size", "box"),
+    [
+        # max: 50x25 fits 100x100 as it is
+        ((50, 25), no_upscale(100, 100), (50, 25), (0, 0, 50, 25)),
+        # max: exactly the target's size
+        ((100, 100), no_upscale(100, 100), (100, 100), (0, 0, 100, 100)),
+        # max: one side larger than the target still scales down, min(1, 100/200) = 0.5
+        ((50, 200), no_upscale(100, 100), (25, 100), (0, 0, 50, 200)),
+        # square: the centre 20x20 of a 40x20 source stays 20x20 for a 100 square
+        ((40, 20), no_upscale(100, 100, SQUARE), (20, 20), (10, 0, 30, 20)),
+        # square: larger sources still shrink to the target
+        ((400, 300), no_upscale(100, 100, SQUARE), (100, 100), (50, 0, 350, 300)),
+        # portrait: height stays 80 (not 300); width 100 <= 150 is kept whole
+        ((100, 80), no_upscale(150, 300, PORTRAIT), (100, 80), (0, 0, 100, 80)),
+        # portrait: height stays 80; the 400 columns are cropped to the middle 150
+        ((400, 80), no_upscale(150, 300, PORTRAIT), (150, 80), (125, 0, 275, 80)),
+        # portrait: a taller source still scales to height 300 (600*300/1200 = 150)
+        ((600, 1200), no_upscale(200, 300, PORTRAIT), (150, 300), (0, 0, 600, 1200)),
+        # landscape: width stays 100; 20 <= 200 rows kept whole
+        ((100, 20), no_upscale(300, 200, LANDSCAPE), (100, 20), (0, 0, 100, 20)),
+        # landscape: width stays 100; 500 rows cropped to the middle 200
+        ((100, 500), no_upscale(300, 200, LANDSCAPE), (100, 200), (0, 150, 100, 350)),
+    ],
+)
+def test_no_upscale_keeps_the_source_scale(source, target, size, box):
+    plan = plan_resize(*source, target)
+    assert plan.size == size
+    assert plan.box == pytest.approx(box, abs=1e-4)
+    assert plan.scale <= 1
+
+
+def test_no_upscale_applies_to_the_crop_region():
+    # the crop keeps 256..768 x 0..768 (512x768), smaller than 1000x1000: kept at scale 1
+    plan = plan_resize(1024, 768, no_upscale(1000, 1000), Crop(250, 0, 750, 1000))
+    assert plan.box == approx_box((256, 0, 768, 768))
+    assert plan.size == (512, 768)
+
+
+@pytest.mark.parametrize("source", [(1, 1), (3, 20000), (37, 11), (900, 40)])
+@pytest.mark.parametrize("constraint", [MAX, SQUARE, PORTRAIT, LANDSCAPE])
+def test_no_upscale_never_grows(source, constraint):
+    target = no_upscale(500, 500, constraint)
+    plan = plan_resize(*source, target)
+    left, top, right, bottom = plan.box
+    assert plan.size[0] <= round(right - left) and plan.size[1] <= round(bottom - top)
+    assert plan.size[0] >= 1 and plan.size[1] >= 1
+
+
 # --- crop points -----------------------------------------------------------
 
 

@@ -11,8 +11,9 @@ import zlib
 import pytest
 from PIL import Image, ImageCms, ImageDraw, ImageOps, ImageStat
 
+from phizer.encoding import EncodeOptions, encode
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
-from phizer.imaging import OutputOptions, encode, render, resizable_mode
+from phizer.imaging import OutputOptions, render, resizable_mode
 from phizer.sizes import Constraint, SizeSpec
 from phizer.urls import Crop
 from tests.imagetools import decode, photo, rms_difference, similar
@@ -270,7 +271,7 @@ def test_palette_png_with_transparency_keeps_alpha():
 )
 def test_transparent_rgba_is_flattened_on_the_canvas_for_jpeg(canvas, expected):
     clear = Image.new("RGBA", (32, 32), (0, 0, 255, 0))
-    result = decode(encode(clear, "JPEG", 95, canvas))
+    result = decode(encode(clear, "JPEG", EncodeOptions(95, canvas)))
     assert result.format == "JPEG"
     assert result.mode == "RGB"
     assert similar(result, Image.new("RGB", (32, 32), expected), tolerance=3)
@@ -279,7 +280,7 @@ def test_transparent_rgba_is_flattened_on_the_canvas_for_jpeg(canvas, expected):
 def test_half_transparent_rgba_is_blended_with_the_canvas():
     image = Image.new("RGBA", (32, 32), (0, 0, 255, 255))
     image.paste((0, 0, 255, 0), (0, 0, 16, 32))  # left half clear
-    result = decode(encode(image, "JPEG", 95, (255, 0, 0)))
+    result = decode(encode(image, "JPEG", EncodeOptions(95, (255, 0, 0))))
     left = result.crop((0, 0, 12, 32)).resize((1, 1)).getpixel((0, 0))
     right = result.crop((20, 0, 32, 32)).resize((1, 1)).getpixel((0, 0))
     assert left == pytest.approx((255, 0, 0), abs=8)
@@ -288,7 +289,7 @@ def test_half_transparent_rgba_is_blended_with_the_canvas():
 
 def test_la_is_flattened_to_grey_for_jpeg():
     clear = Image.new("LA", (16, 16), (0, 0))
-    result = decode(encode(clear, "JPEG", 95, (255, 255, 255)))
+    result = decode(encode(clear, "JPEG", EncodeOptions(95, (255, 255, 255))))
     assert result.mode == "L"
     assert ImageStat.Stat(result).mean[0] > 250
 
@@ -296,7 +297,7 @@ def test_la_is_flattened_to_grey_for_jpeg():
 def test_rgba_to_gif_uses_the_transparent_index():
     image = Image.new("RGBA", (32, 32), (200, 20, 20, 255))
     image.paste((0, 0, 0, 0), (0, 0, 16, 32))
-    result = decode(encode(image, "GIF", 95, (255, 255, 255)))
+    result = decode(encode(image, "GIF", EncodeOptions(95, (255, 255, 255))))
     index = result.info.get("transparency")
     assert result.getpixel((4, 4)) == index
     assert result.getpixel((28, 4)) != index
@@ -305,7 +306,8 @@ def test_rgba_to_gif_uses_the_transparent_index():
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
 def test_webp_accepts_every_resized_mode(mode):
-    result = decode(encode(photo(32, 32, "RGBA").convert(mode), "WEBP", 90, (255, 255, 255)))
+    image = photo(32, 32, "RGBA").convert(mode)
+    result = decode(encode(image, "WEBP", EncodeOptions(90, (255, 255, 255))))
     assert result.format == "WEBP"
     assert result.size == (32, 32)
 
@@ -372,7 +374,7 @@ def test_sixteen_bit_png_is_scaled_not_clipped():
         (Image.new("I;16", (4, 4)), "L"),
         (Image.new("I", (4, 4)), "L"),
         (Image.new("F", (4, 4)), "L"),
-        (Image.new("CMYK", (4, 4)), "RGB"),
+        (Image.new("CMYK", (4, 4)), "CMYK"),  # made RGB after the resize
         (Image.new("YCbCr", (4, 4)), "RGB"),
         (Image.new("RGBa", (4, 4)), "RGBA"),
         (Image.new("La", (4, 4)), "LA"),
@@ -483,7 +485,7 @@ def test_garbage_is_a_bad_image(data):
         render(data, spec(100, 100), None, OPTIONS)
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "TIFF"])
 def test_truncated_image_is_a_bad_image(fmt):
     data = save(photo(300, 200), fmt)
     with pytest.raises(BadImage):
@@ -496,8 +498,6 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto sh
 @pytest.mark.parametrize(
     "data",
     [
-        pytest.param(save(photo(16, 16), "BMP"), id="bmp"),
-        pytest.param(save(photo(16, 16), "TIFF"), id="tiff"),
         pytest.param(save(photo(16, 16), "PPM"), id="ppm"),
         pytest.param(save(photo(16, 16), "ICO"), id="ico"),
         pytest.param(save(photo(16, 16), "TGA"), id="tga"),

@@ -83,7 +83,7 @@ def test_limit_above_pillows_default_is_honoured() -> None:
         (b"%PDF-1.7\n", "PDF"),
         (b"8BPS\x00\x01" + b"\0" * 40, "PSD"),
         (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
-        (b"\x00\x00\x00\x18ftypavif" + b"\0" * 40, "HEIF/AVIF"),
+        (b"\x00\x00\x00\x18ftypheic" + b"\0" * 40, "HEIF"),
     ],
 )
 def test_recognised_formats_we_refuse_are_named(data: bytes, name: str) -> None:

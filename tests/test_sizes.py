@@ -115,18 +115,18 @@ def test_bad_quality_is_an_error(value):
 
 
 def test_unknown_options_warn_and_are_ignored():
-    spec, warnings = parse_size_spec("s", "96x96 square sharpen=2 format=png")
+    spec, warnings = parse_size_spec("s", "96x96 square sharpen=2 dpi=300")
     assert spec == SizeSpec("s", 96, 96, Constraint.SQUARE)
     assert len(warnings) == 2
     assert any("sharpen" in w for w in warnings)
-    assert any("format" in w for w in warnings)
+    assert any("dpi" in w for w in warnings)
 
 
-def test_unknown_option_next_to_quality():
-    spec, warnings = parse_size_spec("s", "96x96 quality=60 progressive=1")
-    assert spec.quality == 60
+def test_unknown_option_next_to_known_ones():
+    spec, warnings = parse_size_spec("s", "96x96 quality=60 sharpen=1 format=webp progressive=1")
+    assert (spec.quality, spec.output_format, spec.progressive) == (60, "WEBP", True)
     assert len(warnings) == 1
-    assert "progressive" in warnings[0]
+    assert "sharpen" in warnings[0]
 
 
 @pytest.mark.parametrize(
@@ -166,3 +166,108 @@ def test_bad_codes(code):
 @pytest.mark.parametrize("code", ["s", "s220", "220", "a" * 32, "thumb2x"])
 def test_good_codes(code):
     assert parse_size_spec(code, "220x220")[0].code == code
+
+
+# --- per-size output options: format=, upscale=, progressive=, background= --------
+
+
+def test_output_options_default_to_the_properties():
+    spec, warnings = parse_size_spec("s", "96x96")
+    assert spec.output_format is None  # the source's format (or a negotiated one)
+    assert spec.upscale is True
+    assert spec.progressive is None  # [properties] progressive
+    assert spec.background is None  # [properties] canvas_color
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("jpeg", "JPEG"),
+        ("jpg", "JPEG"),
+        ("JPEG", "JPEG"),
+        ("png", "PNG"),
+        ("Png", "PNG"),
+        ("webp", "WEBP"),
+        ("WebP", "WEBP"),
+        ("avif", "AVIF"),
+        ("AVIF", "AVIF"),
+    ],
+)
+def test_format_option(value, expected):
+    spec, warnings = parse_size_spec("s", f"96x96 square format={value}")
+    assert spec.output_format == expected
+    assert spec.constraint is Constraint.SQUARE
+    assert warnings == []
+
+
+@pytest.mark.parametrize("value", ["gif", "bmp", "tiff", "eps", "heic", "jpeg2000", "x", "1"])
+def test_unsupported_format_names_the_choices(value):
+    with pytest.raises(ValueError, match=r"format=.*jpeg, png, webp or avif"):
+        parse_size_spec("s", f"96x96 format={value}")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("yes", True), ("1", True), ("false", False), ("NO", False), ("off", False)],
+)
+def test_upscale_and_progressive_are_booleans(value, expected):
+    spec, warnings = parse_size_spec("s", f"96x96 upscale={value} progressive={value}")
+    assert spec.upscale is expected
+    assert spec.progressive is expected
+    assert warnings == []
+
+
+@pytest.mark.parametrize("option", ["upscale", "progressive"])
+@pytest.mark.parametrize("value", ["maybe", "2", "truthy", "-1"])
+def test_bad_booleans_say_what_is_expected(option, value):
+    with pytest.raises(ValueError, match="true/false"):
+        parse_size_spec("s", f"96x96 {option}={value}")
+
+
+@pytest.mark.parametrize(
+    ("value", "rgb"),
+    [
+        ("#000000", (0, 0, 0)),
+        ("#102030", (16, 32, 48)),
+        ("#fff", (255, 255, 255)),
+        ("white", (255, 255, 255)),
+        ("Red", (255, 0, 0)),
+    ],
+)
+def test_background_option(value, rgb):
+    spec, warnings = parse_size_spec("s", f"96x96 background={value}")
+    assert spec.background == rgb
+    assert warnings == []
+
+
+@pytest.mark.parametrize("value", ["#ggg", "#12", "notacolour", "12345"])
+def test_bad_background_says_what_is_expected(value):
+    with pytest.raises(ValueError, match="colour"):
+        parse_size_spec("s", f"96x96 background={value}")
+
+
+def test_every_option_on_one_line_in_any_order_and_case():
+    spec, warnings = parse_size_spec(
+        "card",
+        "400 x 300 landscape, FORMAT=webp quality = 70, Upscale=no progressive=yes "
+        "background=#102030",
+    )
+    assert spec == SizeSpec(
+        "card",
+        400,
+        300,
+        Constraint.LANDSCAPE,
+        quality=70,
+        output_format="WEBP",
+        upscale=False,
+        progressive=True,
+        background=(16, 32, 48),
+    )
+    assert warnings == []
+
+
+@pytest.mark.parametrize("value", ["96x96 format=", "96x96 format", "96x96 upscale= quality=5"])
+def test_an_option_without_a_value_is_an_error(value):
+    with pytest.raises(ValueError):
+        parse_size_spec("s", value)

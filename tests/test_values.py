@@ -29,6 +29,9 @@ MIB = 1024 * 1024
         ("", ""),
         ("LOG_ERR", "LOG_ERR"),
         ("a#b", "a#b"),  # no white space before '#': not a comment
+        # A colour right after "=" in a size line is a value, not a comment.
+        ("200x200 background = #000000", "200x200 background = #000000"),
+        ("200x200 background= #000 # dark", "200x200 background= #000"),
     ],
 )
 def test_strip_comment(raw, expected):

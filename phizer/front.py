@@ -28,6 +28,7 @@ from phizer.errors import (
     WorkerUnavailable,
     error_for_status,
 )
+from phizer.negotiate import offers_for, offers_query, variant_key
 from phizer.restarts import RestartBoard
 from phizer.transport import TransportFailure, fetch
 from phizer.urls import ImageRequest, parse_request_path, worker_index
@@ -73,17 +74,23 @@ class FrontState:
         self.inflight: SingleFlight[FinishedImage] = SingleFlight()
         self.metrics = ProcessMetrics("resized", self.results)
 
-    async def finished(self, request: ImageRequest) -> tuple[FinishedImage, str]:
-        cached = self.results.get(request.key)
+    async def finished(
+        self, request: ImageRequest, offers: tuple[str, ...] = ()
+    ) -> tuple[FinishedImage, str]:
+        """``offers``: the negotiated formats (phizer.negotiate), one cache entry each."""
+        key = variant_key(request.key, offers)
+        cached = self.results.get(key)
         if cached is not None:
             return cached, "hit"
-        image, joined = await self.inflight.run(request.key, lambda: self._make(request))
+        image, joined = await self.inflight.run(key, lambda: self._make(request, offers, key))
         return image, "coalesced" if joined else "miss"
 
-    async def _make(self, request: ImageRequest) -> FinishedImage:
+    async def _make(
+        self, request: ImageRequest, offers: tuple[str, ...], key: str
+    ) -> FinishedImage:
         index = worker_index(request.filename, len(self.worker_urls))
         worker_request = HTTPRequest(
-            self.worker_urls[index] + request.key,
+            self.worker_urls[index] + request.key + offers_query(offers),
             connect_timeout=self.config.settings.origin_connect_timeout,
             request_timeout=self.config.settings.worker_timeout,
             follow_redirects=False,
@@ -99,7 +106,7 @@ class FrontState:
             _float_header(response.headers.get(FETCH_MS_HEADER)),
             _float_header(response.headers.get(RESIZE_MS_HEADER)),
         )
-        self.results.put(request.key, image)
+        self.results.put(key, image)
         return image
 
 
@@ -132,7 +139,12 @@ class FrontHandler(BaseHandler):
             raise NotFound("unknown size")
         # For the access log; a failure from here on happened at this worker.
         self.worker = worker_index(request.filename, len(self.state.worker_urls)) + 1
-        image, self.cache_result = await self.state.finished(request)
+        auto_format = self.state.config.settings.auto_format
+        offers = offers_for(self.request.headers.get("Accept"), auto_format)
+        image, self.cache_result = await self.state.finished(request, offers)
+        if auto_format:
+            # Every answer, the source-format one included, depends on Accept.
+            self.set_header("Vary", "Accept")
         if self.cache_result == "hit":
             self.worker = None
         if self.cache_result == "miss":

@@ -16,6 +16,7 @@ from phizer.config import Config
 from phizer.errors import NotFound
 from phizer.geometry import exceeds
 from phizer.imaging import OutputOptions, render
+from phizer.negotiate import OFFERS_PARAM, parse_offers
 from phizer.origins import OriginSet, build_origins
 from phizer.urls import parse_request_path
 from phizer.web import BaseHandler, InFlight, log_worker_request
@@ -47,7 +48,7 @@ class WorkerState:
             0 if settings.disable_cache else settings.client_cache_size
         )
         self.fetches: SingleFlight[Original] = SingleFlight()
-        self.output = OutputOptions(settings.image_quality, settings.canvas_color)
+        self.output = OutputOptions.from_settings(settings)
         self.metrics = WorkerMetrics(self.originals)
 
     async def original(self, path: str) -> tuple[Original, str]:
@@ -79,6 +80,10 @@ class WorkerHandler(BaseHandler):
         if spec is None:
             raise NotFound("unknown size")
         started = time.perf_counter()
+        # The front's negotiated formats; only those this config offers count.
+        offers = parse_offers(
+            self.get_query_arguments(OFFERS_PARAM), self.state.config.settings.auto_format
+        )
         original, self.cache_result = await self.state.original(request.path)
         fetched = time.perf_counter()
         rendered = render(
@@ -88,6 +93,7 @@ class WorkerHandler(BaseHandler):
             self.state.output,
             resize=not exceeds(spec, self.state.config.settings.max_dimension),
             max_pixels=self.state.config.settings.max_source_pixels,
+            offers=offers,
         )
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)

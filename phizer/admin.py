@@ -49,13 +49,12 @@ Networks = Sequence[IPv4Network | IPv6Network]
 
 
 class ProcessMetrics:
-    """The metrics of one process (front or worker) and the cache it owns."""
+    """The metrics of one process (front or worker) and the caches it owns."""
 
-    def __init__(self, cache_name: str, cache: ByteLRU[Any]) -> None:
+    def __init__(self, caches: dict[str, ByteLRU[Any]]) -> None:
         self.registry = registry = Registry()
         self.started = time.monotonic()
-        self._cache_name = cache_name
-        self._cache = cache
+        self._caches = dict(caches)
         self.requests = registry.counter(
             "phizer_requests_total", "Requests answered, by HTTP status.", ("code",)
         )
@@ -87,13 +86,13 @@ class ProcessMetrics:
         return time.monotonic() - self.started
 
     def _collect(self) -> None:
-        cache, name = self._cache, self._cache_name
-        self._hits.set_total(cache.stats.hits, name)
-        self._misses.set_total(cache.stats.misses, name)
-        self._evictions.set_total(cache.stats.evictions, name)
-        self._bytes.set(cache.size, name)
-        self._capacity.set(cache.capacity, name)
-        self._entries.set(len(cache), name)
+        for name, cache in self._caches.items():
+            self._hits.set_total(cache.stats.hits, name)
+            self._misses.set_total(cache.stats.misses, name)
+            self._evictions.set_total(cache.stats.evictions, name)
+            self._bytes.set(cache.size, name)
+            self._capacity.set(cache.capacity, name)
+            self._entries.set(len(cache), name)
         self.uptime.set(round(self.uptime_seconds(), 3))
 
     def families(self, in_flight: int) -> list[FamilyData]:
@@ -106,8 +105,8 @@ class ProcessMetrics:
 
 
 class WorkerMetrics(ProcessMetrics):
-    def __init__(self, cache: ByteLRU[Any]) -> None:
-        super().__init__("originals", cache)
+    def __init__(self, caches: dict[str, ByteLRU[Any]]) -> None:
+        super().__init__(caches)
         self.fetch_seconds = self.registry.histogram(
             "phizer_origin_fetch_duration_seconds",
             "Time to fetch an original from the origins, failures included.",

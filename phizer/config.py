@@ -42,6 +42,7 @@ class Settings:
     max_inflight_requests: int = 100
     num_workers: int = field(default_factory=default_num_workers)
     resized_cache_size: int = 100 * MIB
+    decoded_cache_size: int = 128 * MIB
     syslog_facility: int | None = None
     syslog_priority: int = logging.ERROR
     origin_connect_timeout: float = 3.0
@@ -94,6 +95,7 @@ _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
     "max_inflight_requests": lambda v: values.parse_int(v, 1, 10_000),
     "num_workers": lambda v: values.parse_int(v, 1, 256),
     "resized_cache_size": values.parse_byte_size,
+    "decoded_cache_size": values.parse_byte_size,
     "syslog_facility": values.parse_syslog_facility,
     "syslog_priority": values.parse_syslog_priority,
     "origin_connect_timeout": values.parse_seconds,

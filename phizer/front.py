@@ -72,7 +72,7 @@ class FrontState:
             0 if settings.disable_cache else settings.resized_cache_size
         )
         self.inflight: SingleFlight[FinishedImage] = SingleFlight()
-        self.metrics = ProcessMetrics("resized", self.results)
+        self.metrics = ProcessMetrics({"resized": self.results})
 
     async def finished(
         self, request: ImageRequest, offers: tuple[str, ...] = ()

@@ -7,6 +7,7 @@ Coordinates are those of the upright source (after EXIF orientation).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from phizer.sizes import Constraint, SizeSpec
@@ -104,6 +105,39 @@ def draft_size(width: int, height: int, plan: ResizePlan, headroom: float = 2.0)
     """
     factor = min(1.0, plan.scale * headroom)
     return max(1, math.ceil(width * factor)), max(1, math.ceil(height * factor))
+
+
+def working_size(
+    width: int,
+    height: int,
+    specs: Iterable[SizeSpec],
+    max_dimension: int,
+    headroom: float = 2.0,
+) -> tuple[int, int]:
+    """The smallest size of a ``width`` x ``height`` image from which every
+    configured size (uncropped) is still made from ``headroom`` x its output
+    pixels; at most the full size."""
+    factor = 0.0
+    for spec in specs:
+        if not exceeds(spec, max_dimension):
+            factor = max(factor, plan_resize(width, height, spec).scale * headroom)
+    factor = min(1.0, factor) if factor > 0 else 1.0
+    return max(1, math.ceil(width * factor)), max(1, math.ceil(height * factor))
+
+
+def has_headroom(
+    plan: ResizePlan, full: tuple[int, int], reduced: tuple[int, int], headroom: float = 2.0
+) -> bool:
+    """Whether ``plan`` (on the ``full`` image) can be made from the image
+    reduced to ``reduced`` with ``headroom`` x its output pixels to spare."""
+    if reduced == full:
+        return True
+    left, top, right, bottom = scale_box(plan.box, full, reduced)
+    # One pixel of slack for the rounding up in working_size.
+    return (
+        right - left >= headroom * plan.size[0] - 1
+        and bottom - top >= headroom * plan.size[1] - 1
+    )
 
 
 def scale_box(box: Box, from_size: tuple[int, int], to_size: tuple[int, int]) -> Box:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -25,7 +25,15 @@ from phizer.colour import output_colour
 from phizer.encoding import EncodeOptions, encode
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
 from phizer.formats import ALLOWED_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES, choose_format
-from phizer.geometry import ResizePlan, draft_size, plan_crop_only, plan_resize, scale_box
+from phizer.geometry import (
+    ResizePlan,
+    draft_size,
+    has_headroom,
+    plan_crop_only,
+    plan_resize,
+    scale_box,
+    working_size,
+)
 from phizer.metadata import ORIENTATION_TAG, Metadata, read_metadata
 from phizer.qualities import quality_for
 from phizer.sizes import SizeSpec
@@ -34,7 +42,16 @@ from phizer.urls import Crop
 if TYPE_CHECKING:
     from phizer.config import Settings
 
-__all__ = ["ALLOWED_FORMATS", "CONTENT_TYPES", "OutputOptions", "Rendered", "render"]
+__all__ = [
+    "ALLOWED_FORMATS",
+    "CONTENT_TYPES",
+    "DecodedOriginal",
+    "OutputOptions",
+    "Rendered",
+    "decode_original",
+    "render",
+    "render_decoded",
+]
 
 # Recognised only to say why they are refused; never handed to a decoder.
 _REFUSED_SIGNATURES = (
@@ -151,6 +168,99 @@ def render(
     else:
         pixels = _resized_still(image, plan, orientation, upright)
     icc_profile = image.info.get("icc_profile")
+    return _finish(pixels, icc_profile, metadata, output_format, spec, options)
+
+
+@dataclass(frozen=True)
+class DecodedOriginal:
+    """An original decoded once, upright, at the working size that every
+    configured size needs, so each size is made without decoding again."""
+
+    pixels: Image.Image
+    full_size: tuple[int, int]  # upright, at full resolution
+    source_format: str
+    has_alpha: bool
+    icc_profile: bytes | None
+    metadata: Metadata
+
+    @property
+    def nbytes(self) -> int:
+        width, height = self.pixels.size
+        return width * height * len(self.pixels.getbands()) + len(self.icc_profile or b"")
+
+
+def decode_original(
+    data: bytes,
+    specs: Iterable[SizeSpec],
+    options: OutputOptions,
+    max_dimension: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> DecodedOriginal | None:
+    """Decode ``data`` at the smallest size every uncropped configured size
+    can be made from with LANCZOS and 2x headroom; ``None`` for animations
+    served animated (they are made frame by frame per request)."""
+    image = open_image(data, max_pixels)
+    if options.animated:
+        with _decoding():
+            if frame_count(image, 2) > 1:
+                return None
+    orientation = _orientation(image)
+    upright = _upright_size(image.size, orientation)
+    wanted = working_size(*upright, specs, max_dimension)
+    metadata = Metadata() if options.strip_metadata else read_metadata(image)
+    source_format, alpha = image.format or "", has_alpha(image)
+    icc_profile = image.info.get("icc_profile")
+    if image.format == "JPEG":
+        image.draft(None, _upright_size(wanted, orientation))
+    with _decoding():
+        image.load()
+        transpose = _TRANSPOSE.get(orientation)
+        if transpose is not None:
+            image = image.transpose(transpose)
+        pixels = resizable_mode(image)
+        # DCT scaling halves at most three times; a box reduce by a whole
+        # factor takes the rest of the way (alpha is left to LANCZOS, which
+        # weights colour by opacity).
+        factor = min(pixels.width // wanted[0], pixels.height // wanted[1])
+        if factor >= 2 and pixels.mode in ("L", "RGB", "CMYK"):
+            pixels = pixels.reduce(factor)
+    return DecodedOriginal(pixels, upright, source_format, alpha, icc_profile, metadata)
+
+
+def render_decoded(
+    decoded: DecodedOriginal,
+    spec: SizeSpec,
+    crop: Crop | None,
+    options: OutputOptions,
+    resize: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    offers: tuple[str, ...] = (),
+) -> Rendered | None:
+    """``render`` from a decoded original; ``None`` when the decoded image is
+    too small for this request (a tight crop, or a size at source scale)."""
+    full = decoded.full_size
+    plan = plan_resize(*full, spec, crop) if resize else plan_crop_only(*full, crop)
+    if not has_headroom(plan, full, decoded.pixels.size):
+        return None
+    check_pixels(full, plan.size, 1, max_pixels)
+    output_format = choose_format(
+        decoded.source_format, spec.output_format, offers, False, decoded.has_alpha
+    )
+    box = scale_box(plan.box, full, decoded.pixels.size)
+    with _decoding():
+        pixels = decoded.pixels.resize(plan.size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    return _finish(pixels, decoded.icc_profile, decoded.metadata, output_format, spec, options)
+
+
+def _finish(
+    pixels: Image.Image | Animation,
+    icc_profile: bytes | None,
+    metadata: Metadata,
+    output_format: str,
+    spec: SizeSpec,
+    options: OutputOptions,
+) -> Rendered:
+    """Colour and encode the resized pixels."""
     pixels, profile = _colour(pixels, icc_profile, options.keep_icc, output_format)
     settings = EncodeOptions(
         quality=output_quality(output_format, spec, options),

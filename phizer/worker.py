@@ -15,10 +15,18 @@ from phizer.coalesce import SingleFlight
 from phizer.config import Config
 from phizer.errors import NotFound
 from phizer.geometry import exceeds
-from phizer.imaging import OutputOptions, render
+from phizer.imaging import (
+    DecodedOriginal,
+    OutputOptions,
+    Rendered,
+    decode_original,
+    render,
+    render_decoded,
+)
 from phizer.negotiate import OFFERS_PARAM, parse_offers
 from phizer.origins import OriginSet, build_origins
-from phizer.urls import parse_request_path
+from phizer.sizes import SizeSpec
+from phizer.urls import Crop, parse_request_path
 from phizer.web import BaseHandler, InFlight, log_worker_request
 
 FETCH_MS_HEADER = "X-Phizer-Fetch-Ms"
@@ -48,8 +56,64 @@ class WorkerState:
             0 if settings.disable_cache else settings.client_cache_size
         )
         self.fetches: SingleFlight[Original] = SingleFlight()
+        # Originals decoded at the working size (see imaging.decode_original).
+        self.decoded: ByteLRU[DecodedOriginal] = ByteLRU(
+            0 if settings.disable_cache else settings.decoded_cache_size
+        )
         self.output = OutputOptions.from_settings(settings)
-        self.metrics = WorkerMetrics(self.originals)
+        self.metrics = WorkerMetrics({"originals": self.originals, "decoded": self.decoded})
+
+    def from_decoded(
+        self,
+        decoded: DecodedOriginal,
+        spec: SizeSpec,
+        crop: Crop | None,
+        resize: bool,
+        offers: tuple[str, ...],
+    ) -> Rendered | None:
+        if not resize and crop is None:
+            return None  # the original's bytes are served untouched
+        max_pixels = self.config.settings.max_source_pixels
+        return render_decoded(decoded, spec, crop, self.output, resize, max_pixels, offers)
+
+    def from_original(
+        self,
+        path: str,
+        original: Original,
+        spec: SizeSpec,
+        crop: Crop | None,
+        offers: tuple[str, ...],
+        decode: bool = True,
+    ) -> Rendered:
+        """Decode once into the decoded cache when it is on, else render directly.
+
+        ``decode`` false: the decoded cache already holds this original but
+        at too small a scale for this request, which is made from full size.
+        """
+        settings = self.config.settings
+        resize = not exceeds(spec, settings.max_dimension)
+        if decode and self.decoded.capacity > 0 and (resize or crop is not None):
+            decoded = decode_original(
+                original.data,
+                self.config.sizes.values(),
+                self.output,
+                settings.max_dimension,
+                settings.max_source_pixels,
+            )
+            if decoded is not None:
+                self.decoded.put(path, decoded)
+                rendered = self.from_decoded(decoded, spec, crop, resize, offers)
+                if rendered is not None:
+                    return rendered
+        return render(
+            original.data,
+            spec,
+            crop,
+            self.output,
+            resize=resize,
+            max_pixels=settings.max_source_pixels,
+            offers=offers,
+        )
 
     async def original(self, path: str) -> tuple[Original, str]:
         """The original's bytes and how we got them: hit, miss or coalesced."""
@@ -84,17 +148,20 @@ class WorkerHandler(BaseHandler):
         offers = parse_offers(
             self.get_query_arguments(OFFERS_PARAM), self.state.config.settings.auto_format
         )
-        original, self.cache_result = await self.state.original(request.path)
-        fetched = time.perf_counter()
-        rendered = render(
-            original.data,
-            spec,
-            request.crop,
-            self.state.output,
-            resize=not exceeds(spec, self.state.config.settings.max_dimension),
-            max_pixels=self.state.config.settings.max_source_pixels,
-            offers=offers,
-        )
+        state = self.state
+        resize = not exceeds(spec, state.config.settings.max_dimension)
+        rendered = None
+        fetched = started
+        decoded = state.decoded.get(request.path)
+        if decoded is not None:
+            rendered = state.from_decoded(decoded, spec, request.crop, resize, offers)
+            self.cache_result = "decoded"
+        if rendered is None:
+            original, self.cache_result = await state.original(request.path)
+            fetched = time.perf_counter()
+            rendered = state.from_original(
+                request.path, original, spec, request.crop, offers, decode=decoded is None
+            )
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
         self.state.metrics.resize_seconds.observe(self.resize_ms / 1000)

@@ -71,7 +71,10 @@ class AdminTestCase(PoolTestCase):
         self.origin, origin_port = self.pool.stub(
             StubServer(files={"photo.jpg": JPEG, "other.jpg": JPEG, "slow.jpg": JPEG})
         )
-        self.config = make_config(http_origin("master", origin_port), num_workers=NUM_WORKERS)
+        # Decoded cache off: the originals cache alone answers repeated images.
+        self.config = make_config(
+            http_origin("master", origin_port), num_workers=NUM_WORKERS, decoded_cache_size=0
+        )
         self.workers = []
         self.worker_urls = []
         for _ in range(NUM_WORKERS):
@@ -84,7 +87,9 @@ class AdminTestCase(PoolTestCase):
 
     def start_front(self, worker_urls: list[str], config: Config | None = None) -> str:
         """Another front in the same loop over ``worker_urls``; its base URL."""
-        config = config or make_config(self.config.master, num_workers=len(worker_urls))
+        config = config or make_config(
+            self.config.master, num_workers=len(worker_urls), decoded_cache_size=0
+        )
         state = FrontState(config, worker_urls, self.pool.client())
         return url(self.pool.start(make_front_app(config, state)))
 
@@ -377,7 +382,9 @@ class TestWorkerStats(AdminTestCase):
         self.assertEqual(requests["labels"], ["code"])
         self.assertEqual(requests["series"], [{"labels": ["200"], "value": 2}])
         hits = families["phizer_cache_hits_total"]["series"]
-        self.assertEqual(hits, [{"labels": ["originals"], "value": 1}])
+        self.assertEqual(
+            hits, [{"labels": ["originals"], "value": 1}, {"labels": ["decoded"], "value": 0}]
+        )
         self.assertEqual(self.workers[0].originals.stats.hits, 1)
 
     def test_other_service_paths_on_a_worker_are_404(self) -> None:

@@ -307,7 +307,10 @@ class TestWorkerOffers(PoolTestCase):
     def get_app(self) -> Application:
         self.pool = ServerPool(self.io_loop)
         _origin, port = self.pool.stub(StubServer(files={"a.jpg": encode(photo(40, 30), "JPEG")}))
-        self.config = make_config(http_origin("master", port), auto_format=BOTH)
+        # Decoded cache off, so every request reaches the recorded render().
+        self.config = make_config(
+            http_origin("master", port), auto_format=BOTH, decoded_cache_size=0
+        )
         app, _state = self.pool.worker_app(self.config)
         self.offers: list[tuple[str, ...]] = []
         patcher = mock.patch("phizer.worker.render", side_effect=self._render)
@@ -336,7 +339,7 @@ class TestWorkerOffers(PoolTestCase):
             self.assertEqual(self.offers, [expected], query)
 
     def test_a_worker_without_auto_format_ignores_offers(self) -> None:
-        config = make_config(self.config.master)
+        config = make_config(self.config.master, decoded_cache_size=0)
         base = url(self.pool.worker(config)[1])
         self.assertEqual(self.get("/s100/a.jpg?offers=AVIF,WEBP", base).code, 200)
         self.assertEqual(self.offers, [()])

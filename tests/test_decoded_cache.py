@@ -1,0 +1,209 @@
+"""The decoded cache: an original decoded once at the working size, every size made from it."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from tornado.web import Application
+
+from phizer.geometry import has_headroom, plan_resize, working_size
+from phizer.imaging import OutputOptions, decode_original, render, render_decoded
+from phizer.sizes import parse_size_spec
+from phizer.urls import Crop
+from tests.http_support import (
+    PoolTestCase,
+    ServerPool,
+    StubServer,
+    count_requests,
+    http_origin,
+    make_config,
+    url,
+)
+from tests.imagetools import decode, encode, photo, ssim
+
+SIZES = {
+    "t96": "96 square",
+    "s220": "220x220",
+    "p200": "200x300 portrait",
+    "m640": "640x640",
+    "huge": "4000x4000",
+}
+SPECS = {code: parse_size_spec(code, raw)[0] for code, raw in SIZES.items()}
+OPTIONS = OutputOptions(quality=90)
+MAX_DIMENSION = 3000
+
+
+def _source(width: int = 2400, height: int = 1600) -> Image.Image:
+    """Photo-like: gradients, hard edges and fine noise, so resampling shows."""
+    base = photo(width, height)
+    noise = Image.effect_noise((width, height), 40).convert("RGB")
+    return Image.blend(base, noise, 0.25)
+
+
+# Large enough that DCT scaling applies at the working size (1280 wide).
+JPEG = encode(_source(3600, 2400), "JPEG", quality=92)
+FULL = (3600, 2400)
+AS_PNG = {code: parse_size_spec(code, raw + " format=png")[0] for code, raw in SIZES.items()}
+
+
+# --- geometry -------------------------------------------------------------------
+
+
+def test_working_size_leaves_twice_the_largest_output() -> None:
+    width, height = working_size(2400, 1600, SPECS.values(), MAX_DIMENSION)
+    # m640 fits 2400x1600 into 640x427: twice that is 1280 wide.
+    assert (width, height) == (1280, 854)
+    for spec in SPECS.values():
+        if spec.code != "huge":
+            assert has_headroom(plan_resize(2400, 1600, spec), (2400, 1600), (width, height))
+
+
+def test_working_size_is_never_above_the_source() -> None:
+    assert working_size(500, 400, SPECS.values(), MAX_DIMENSION) == (500, 400)
+
+
+def test_sizes_at_max_dimension_do_not_widen_the_working_size() -> None:
+    only_huge = [SPECS["huge"], SPECS["t96"]]
+    width, _ = working_size(2400, 1600, only_huge, MAX_DIMENSION)
+    assert width < 400
+
+
+def test_a_tight_crop_has_no_headroom_at_the_working_size() -> None:
+    plan = plan_resize(2400, 1600, SPECS["m640"], Crop(0, 0, 200, 200))
+    assert not has_headroom(plan, (2400, 1600), (1280, 854))
+    assert has_headroom(plan, (2400, 1600), (2400, 1600))
+
+
+# --- imaging ----------------------------------------------------------------------
+
+
+def test_decoded_original_is_small_and_upright() -> None:
+    decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
+    assert decoded is not None
+    assert decoded.full_size == FULL
+    # Kept at a reduced size (DCT scaling), still at least the working size.
+    assert 1280 <= decoded.pixels.width < FULL[0]
+    assert decoded.nbytes == decoded.pixels.width * decoded.pixels.height * 3
+
+
+@pytest.mark.parametrize("code", ["t96", "s220", "p200", "m640"])
+def test_every_size_from_the_decoded_original_matches_a_full_decode(code: str) -> None:
+    # PNG output, so only the resampling path is compared (no lossy encoder).
+    spec = AS_PNG[code]
+    decoded = decode_original(JPEG, AS_PNG.values(), OPTIONS, MAX_DIMENSION)
+    assert decoded is not None and decoded.pixels.width < FULL[0]
+    made = render_decoded(decoded, spec, None, OPTIONS)
+    assert made is not None and made.content_type == "image/png"
+    fast = decode(made.data)
+    # The reference: full decode, one LANCZOS resize of the same region.
+    source = Image.open(io.BytesIO(JPEG)).convert("RGB")
+    plan = plan_resize(*source.size, spec)
+    reference = source.resize(plan.size, Image.Resampling.LANCZOS, box=plan.box)
+    assert fast.size == reference.size
+    assert ssim(fast, reference) >= 0.98
+
+
+def test_render_decoded_declines_what_needs_more_pixels() -> None:
+    decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
+    assert decoded is not None
+    assert render_decoded(decoded, SPECS["m640"], Crop(0, 0, 200, 200), OPTIONS) is None
+    # A size at source scale (at or above max_dimension) with a crop, too.
+    assert render_decoded(decoded, SPECS["huge"], Crop(0, 0, 500, 500), OPTIONS, False) is None
+
+
+def test_animations_served_animated_are_not_decoded_once() -> None:
+    frames = [photo(60, 40).rotate(angle) for angle in (0, 90, 180)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=50)
+    animated = OutputOptions(animated=True)
+    assert decode_original(buffer.getvalue(), SPECS.values(), animated, MAX_DIMENSION) is None
+    still = decode_original(buffer.getvalue(), SPECS.values(), OPTIONS, MAX_DIMENSION)
+    assert still is not None
+
+
+def test_orientation_is_applied_before_caching() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways
+    sideways = encode(_source(1600, 2400).rotate(90, expand=True), "JPEG", exif=exif.tobytes())
+    decoded = decode_original(sideways, SPECS.values(), OPTIONS, MAX_DIMENSION)
+    assert decoded is not None and decoded.full_size == (1600, 2400)
+    made = render_decoded(decoded, AS_PNG["s220"], None, OPTIONS)
+    direct = render(sideways, AS_PNG["s220"], None, OPTIONS)
+    assert made is not None
+    upright_plan = plan_resize(1600, 2400, SPECS["s220"])
+    assert decode(made.data).size == decode(direct.data).size == upright_plan.size
+    assert ssim(decode(made.data), decode(direct.data)) >= 0.98
+
+
+# --- the worker and the front -----------------------------------------------------
+
+
+class TestDecodedCacheOverHttp(PoolTestCase):
+    def get_app(self) -> Application:
+        self.pool = ServerPool(self.io_loop)
+        self.origin, self.origin_port = self.pool.stub(StubServer(files={"photo.jpg": JPEG}))
+        # Originals are not kept (the cache is too small): only decoded images are.
+        config = make_config(
+            http_origin("master", self.origin_port), sizes=SIZES, client_cache_size=1000
+        )
+        app, self.state = self.pool.worker_app(config)
+        return app
+
+    def test_every_size_of_an_original_costs_one_fetch_and_one_decode(self) -> None:
+        caches = []
+        for code in ("m640", "t96", "s220", "p200"):
+            response = self.get(f"/{code}/photo.jpg")
+            self.assertEqual(response.code, 200)
+            caches.append(response.headers["X-Phizer-Cache"])
+        self.assertEqual(self.origin.counts["photo.jpg"], 1)
+        self.assertEqual(caches, ["miss", "decoded", "decoded", "decoded"])
+        self.assertEqual(self.state.decoded.stats.hits, 3)
+        self.assertEqual(len(self.state.decoded), 1)
+
+    def test_a_tight_crop_is_made_from_the_full_original(self) -> None:
+        self.assertEqual(self.get("/s220/photo.jpg").code, 200)
+        response = self.get("/m640/0x0/200x200/photo.jpg")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(decode(response.body).size, (640, 426))
+        # The decoded image was too small, so the original was fetched again.
+        self.assertEqual(self.origin.counts["photo.jpg"], 2)
+        self.assertEqual(len(self.state.decoded), 1)
+
+    def test_sizes_at_max_dimension_still_get_the_original_bytes(self) -> None:
+        self.assertEqual(self.get("/s220/photo.jpg").code, 200)
+        self.assertEqual(self.get("/huge/photo.jpg").body, JPEG)
+
+    def test_decoded_cache_size_zero_turns_it_off(self) -> None:
+        config = make_config(
+            http_origin("master", self.origin_port), sizes=SIZES, decoded_cache_size=0
+        )
+        base = url(self.pool.worker(config)[1])
+        for code in ("m640", "t96"):
+            response = self.get(f"/{code}/photo.jpg", base)
+            self.assertEqual(response.code, 200)
+            self.assertNotEqual(response.headers["X-Phizer-Cache"], "decoded")
+
+
+class TestFrontCacheOff(PoolTestCase):
+    """resized_cache_size = 0 turns off the front's cache alone."""
+
+    def get_app(self) -> Application:
+        self.pool = ServerPool(self.io_loop)
+        self.origin, origin_port = self.pool.stub(StubServer(files={"photo.jpg": JPEG}))
+        config = make_config(
+            http_origin("master", origin_port), sizes=SIZES, resized_cache_size=0
+        )
+        worker_app, self.worker = self.pool.worker_app(config)
+        self.worker_requests = count_requests(worker_app)
+        app, self.front = self.pool.front_app(config, [url(self.pool.start(worker_app))])
+        return app
+
+    def test_every_request_reaches_the_worker_but_the_origin_once(self) -> None:
+        for _ in range(3):
+            self.assertEqual(self.get("/s220/photo.jpg").code, 200)
+        self.assertEqual(len(self.worker_requests), 3)
+        self.assertEqual(len(self.front.results), 0)
+        self.assertEqual(self.origin.counts["photo.jpg"], 1)
+        self.assertEqual(self.worker.decoded.stats.hits, 2)

@@ -187,7 +187,11 @@ def test_shutdown_timeout_bounds_the_wait(
 def test_reload_under_load_fails_no_request(
     tmp_path: Path, origin: OriginServer, started: list[PhizerProcess]
 ) -> None:
-    process = _launch(started, PhizerProcess(tmp_path / "run", origin))
+    # Generous origin timeout: this is about reloading, not about slow origins
+    # (a busy machine must not turn a slow fetch into a failure here).
+    process = _launch(
+        started, PhizerProcess(tmp_path / "run", origin, properties={"origin_timeout": 15})
+    )
     stop = threading.Event()
     failures: list[object] = []
     served = [0]

@@ -24,7 +24,7 @@ setup(
     install_requires=[
         "tornado>=6.4",
         "pycurl>=7.45",
-        "Pillow>=10.1",
+        "Pillow>=11.3",  # AVIF read and write
         "python-daemon>=3.0",
     ],
     extras_require={

@@ -15,7 +15,8 @@ from phizer.metadata import Metadata, save_params
 # zlib level 6: graphics come out about 20% smaller than at 3 and photos
 # 5%, for about twice the time; 9 costs 4x more for under 2%.
 PNG_COMPRESS_LEVEL = 6
-# libavif speed 8: half the time of Pillow's default 6 for about 1% more bytes.
+# libavif speed 8: about 2.7x faster than Pillow's default 6 for 4-5% more bytes at
+# equal quality (bench/FIDELITY.md).
 AVIF_SPEED = 8
 GIF_TRANSPARENT_INDEX = 255
 

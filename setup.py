@@ -26,6 +26,8 @@ setup(
         "pycurl>=7.45",
         "Pillow>=11.3",  # AVIF read and write
         "python-daemon>=3.0",
+        "redis>=5.0",
+        "pymemcache>=4.0",
     ],
     extras_require={
         "test": [

@@ -26,6 +26,7 @@ from phizer import __version__
 from phizer.errors import Forbidden
 from phizer.metrics import CONTENT_TYPE, FamilyData, Merged, Registry, render
 from phizer.metrics import families_from_snapshot as read_families
+from phizer.tiers.stats import TierMetrics
 from phizer.transport import TransportFailure, fetch
 from phizer.web import BaseHandler
 
@@ -76,6 +77,8 @@ class ProcessMetrics:
             "phizer_cache_capacity_bytes", "Bytes the cache may hold.", labels
         )
         self._entries = registry.gauge("phizer_cache_entries", "Entries in the cache.", labels)
+        # The disk and shared tiers this process asks (phizer.tiers).
+        self.tiers = TierMetrics(registry)
         registry.add_collector(self._collect)
 
     def request_finished(self, status: int, seconds: float) -> None:

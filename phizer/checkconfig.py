@@ -37,6 +37,7 @@ def render(config: Config, path: str) -> str:
         ["sizes", *_sizes(config)],
         ["processes", *_processes(config)],
         ["caches", *_caches(settings)],
+        ["cache tiers (the front's results, the workers' originals)", *_tiers(config)],
         ["warnings", *_indent(config.warnings or ["none"])],
     ]
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
@@ -142,6 +143,21 @@ def _caches(settings: Settings) -> list[str]:
             f"at most {human_bytes(total)} of cached images in all",
         ]
     )
+
+
+def _tiers(config: Config) -> list[str]:
+    cache = config.cache
+    if config.settings.disable_cache:
+        return _indent(["off (disable_cache = true)"])
+    lines = []
+    if cache.disk_cache_dir is not None:
+        lines.append(f"disk: {cache.disk_cache_dir}, at most {human_bytes(cache.disk_cache_size)}")
+    if cache.shared is not None:
+        lines.append(
+            f"shared: {cache.shared.describe()}, entries kept {cache.shared_ttl}s, "
+            f"timeout {format_setting('shared_timeout', cache.shared_timeout)}"
+        )
+    return _indent(lines or ["none (memory only)"])
 
 
 def _indent(lines: Iterable[str]) -> list[str]:

@@ -77,6 +77,8 @@ async def _serve(
         loop.remove_signal_handler(sig)
         signal.signal(sig, signal.SIG_IGN)
     await _drain(server, app.settings["in_flight"], settings.shutdown_timeout, index)
+    # Cache write-backs still pending go to the tiers before the process ends.
+    await app.settings["state"].close(settings.shutdown_timeout)
 
 
 async def _drain(

@@ -15,6 +15,7 @@ from typing import Any
 from phizer import values
 from phizer.errors import ConfigError
 from phizer.sizes import SizeSpec, parse_size_spec
+from phizer.tiers.address import SharedAddress, parse_shared_address
 
 MIB = 1024 * 1024
 
@@ -40,6 +41,7 @@ class Settings:
     max_age: int = 0
     max_dimension: int = 3000
     max_inflight_requests: int = 100
+    max_worker_queue: int = 64
     num_workers: int = field(default_factory=default_num_workers)
     resized_cache_size: int = 100 * MIB
     decoded_cache_size: int = 128 * MIB
@@ -93,6 +95,7 @@ _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
     "max_age": lambda v: values.parse_int(v, 0),
     "max_dimension": lambda v: values.parse_int(v, 1),
     "max_inflight_requests": lambda v: values.parse_int(v, 1, 10_000),
+    "max_worker_queue": lambda v: values.parse_int(v, 1, 100_000),
     "num_workers": lambda v: values.parse_int(v, 1, 256),
     "resized_cache_size": values.parse_byte_size,
     "decoded_cache_size": values.parse_byte_size,
@@ -144,12 +147,43 @@ class OriginSpec:
 
 
 @dataclass(frozen=True)
+class CacheTiers:
+    """The optional ``[cache]`` section: the tiers below the memory caches."""
+
+    shared: SharedAddress | None = None
+    # Seconds an entry is kept by the shared tier and trusted on disk.
+    shared_ttl: int = 86400
+    # Socket timeout of every shared-tier call: a LAN Redis or memcached
+    # answers in well under a millisecond, while a miss costs a resize or an
+    # origin fetch of tens of milliseconds; past 0.1 s waiting no longer pays.
+    shared_timeout: float = 0.1
+    disk_cache_dir: str | None = None  # absolute, created and writable
+    disk_cache_size: int = 1024 * MIB
+
+
+_CACHE_PARSERS: dict[str, Callable[[str], Any]] = {
+    "shared": parse_shared_address,
+    "shared_ttl": lambda v: values.parse_int(v, 0, 10 * 365 * 86400),
+    "shared_timeout": lambda v: _at_most(values.parse_seconds(v), 10.0),
+    "disk_cache_dir": values.parse_non_empty,
+    "disk_cache_size": values.parse_byte_size,
+}
+
+
+def _at_most(number: float, maximum: float) -> float:
+    if number > maximum:
+        raise ValueError(f"must be at most {maximum:g}")
+    return number
+
+
+@dataclass(frozen=True)
 class Config:
     settings: Settings
     master: OriginSpec | None
     slaves: tuple[OriginSpec, ...]
     sizes: Mapping[str, SizeSpec]
     warnings: tuple[str, ...] = ()
+    cache: CacheTiers = CacheTiers()
 
     @property
     def origins(self) -> tuple[OriginSpec, ...]:
@@ -183,12 +217,13 @@ def parse_config(parser: configparser.ConfigParser, base_dir: str) -> Config:
             master = _parse_origin(parser, section, base_dir, warnings)
         elif name.startswith("slave"):
             slaves.append(_parse_origin(parser, section, base_dir, warnings))
-        elif name not in ("properties", "sizes"):
+        elif name not in ("properties", "sizes", "cache"):
             warnings.append(f"ignoring unknown section [{section}]")
     if master is None and not slaves:
         raise ConfigError("no origin configured: add a [master] section")
     sizes = _parse_sizes(parser, warnings)
-    return Config(settings, master, tuple(slaves), sizes, tuple(warnings))
+    cache = _parse_cache(parser, base_dir, warnings)
+    return Config(settings, master, tuple(slaves), sizes, tuple(warnings), cache)
 
 
 def _raw_options(parser: configparser.ConfigParser, section: str) -> dict[str, str]:
@@ -239,6 +274,40 @@ def _parse_origin(
         raise ConfigError(f"[{section}] host = {host!r}: expected a host name or address")
     root = "/" + (options.get("root") or "/").strip("/") + "/"
     return OriginSpec(section, host, port, root.replace("//", "/"), scheme)
+
+
+def _parse_cache(
+    parser: configparser.ConfigParser, base_dir: str, warnings: list[str]
+) -> CacheTiers:
+    section = next((name for name in parser.sections() if name.lower() == "cache"), None)
+    if section is None:
+        return CacheTiers()
+    parsed: dict[str, Any] = {}
+    for option, raw in _raw_options(parser, section).items():
+        parse = _CACHE_PARSERS.get(option)
+        if parse is None:
+            warnings.append(f"ignoring unknown option [{section}] {option}")
+        elif raw != "" and raw.lower() != "none":
+            parsed[option] = _parse_value(section, option, raw, parse)
+    directory = parsed.get("disk_cache_dir")
+    if directory is not None:
+        parsed["disk_cache_dir"] = _cache_directory(section, directory, base_dir)
+    return CacheTiers(**parsed)
+
+
+def _cache_directory(section: str, directory: str, base_dir: str) -> str:
+    """Relative to the config file, like ``directory =`` origins; created if
+    missing, and it must be writable by whoever reads the config."""
+    resolved = os.path.realpath(os.path.join(base_dir, os.path.expanduser(directory)))
+    try:
+        os.makedirs(resolved, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"[{section}] disk_cache_dir = {directory!r}: cannot create it: {err.strerror}"
+        ) from None
+    if not os.path.isdir(resolved) or not os.access(resolved, os.W_OK | os.X_OK):
+        raise ConfigError(f"[{section}] disk_cache_dir = {directory!r}: not a writable directory")
+    return resolved
 
 
 def _parse_sizes(parser: configparser.ConfigParser, warnings: list[str]) -> Mapping[str, SizeSpec]:

@@ -30,6 +30,10 @@ from phizer.errors import (
 )
 from phizer.negotiate import offers_for, offers_query, variant_key
 from phizer.restarts import RestartBoard
+from phizer.tiers.chain import open_tiers
+from phizer.tiers.disk import RESULTS
+from phizer.tiers.keys import TierKeys
+from phizer.tiers.records import pack_result, unpack_result
 from phizer.transport import TransportFailure, fetch
 from phizer.urls import ImageRequest, parse_request_path, worker_index
 from phizer.web import BaseHandler, InFlight, log_request
@@ -40,6 +44,8 @@ from phizer.worker import FETCH_MS_HEADER, RESIZE_MS_HEADER
 log = logging.getLogger("phizer.front")
 WORKER_CLIENTS = 512
 _MAX_ERROR_BODY = 200
+# Cache results for which no worker was asked (the access log's worker is "-").
+SERVED_WITHOUT_WORKER = ("hit", "disk", "shared")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class FinishedImage:
     etag: str
     fetch_ms: float | None = None
     resize_ms: float | None = None
+    tier: str | None = None  # the cache tier it came from (disk, shared), if any
 
     @property
     def nbytes(self) -> int:
@@ -72,7 +79,12 @@ class FrontState:
             0 if settings.disable_cache else settings.resized_cache_size
         )
         self.inflight: SingleFlight[FinishedImage] = SingleFlight()
+        # Requests waiting on each worker; past max_worker_queue new misses
+        # get 503 at once rather than a 504 after waiting worker_timeout.
+        self.queued = [0] * len(self.worker_urls)
         self.metrics = ProcessMetrics({"resized": self.results})
+        self.keys = TierKeys(config)
+        self.tiers = open_tiers(config, RESULTS, self.metrics.tiers)
 
     async def finished(
         self, request: ImageRequest, offers: tuple[str, ...] = ()
@@ -83,9 +95,28 @@ class FrontState:
         if cached is not None:
             return cached, "hit"
         image, joined = await self.inflight.run(key, lambda: self._make(request, offers, key))
-        return image, "coalesced" if joined else "miss"
+        return image, "coalesced" if joined else (image.tier or "miss")
 
     async def _make(
+        self, request: ImageRequest, offers: tuple[str, ...], key: str
+    ) -> FinishedImage:
+        """From the disk or shared tier, else from the worker (then written
+        back to the tiers in the background)."""
+        tier_key = self.keys.result(request.size, key) if self.tiers else ""
+        found = await self.tiers.get(tier_key, unpack_result) if self.tiers else None
+        if found is not None:
+            record = found.value
+            image = FinishedImage(
+                record.data, record.content_type, strong_etag(record.data), tier=found.tier
+            )
+            self.results.put(key, image)
+            return image
+        image = await self._from_worker(request, offers, key)
+        if self.tiers:
+            self.tiers.put_later(tier_key, pack_result(image.content_type, image.data))
+        return image
+
+    async def _from_worker(
         self, request: ImageRequest, offers: tuple[str, ...], key: str
     ) -> FinishedImage:
         index = worker_index(request.filename, len(self.worker_urls))
@@ -109,20 +140,29 @@ class FrontState:
         self.results.put(key, image)
         return image
 
+    async def close(self, timeout: float) -> None:
+        """Finish pending write-backs (at most ``timeout`` s), release the tiers."""
+        await self.tiers.close(timeout)
 
     async def _ask_worker(self, index: int, worker_request: HTTPRequest) -> HTTPResponse:
         """One retry for a connection that failed at once: a worker that is
         stopping (reload, restart) may close a connection it had just
         accepted, and a GET to a worker is safe to repeat."""
-        for attempt in range(2):
-            try:
-                return await fetch(self.client, worker_request)
-            except TransportFailure as failure:
-                if failure.timed_out:
-                    raise WorkerTimeout(f"worker {index + 1} timed out") from None
-                if attempt == 1:
-                    log.warning("worker %d unavailable: %s", index + 1, failure)
-        raise WorkerUnavailable(f"worker {index + 1} unavailable")
+        if self.queued[index] >= self.config.settings.max_worker_queue:
+            raise WorkerUnavailable(f"worker {index + 1} is busy")
+        self.queued[index] += 1
+        try:
+            for attempt in range(2):
+                try:
+                    return await fetch(self.client, worker_request)
+                except TransportFailure as failure:
+                    if failure.timed_out:
+                        raise WorkerTimeout(f"worker {index + 1} timed out") from None
+                    if attempt == 1:
+                        log.warning("worker %d unavailable: %s", index + 1, failure)
+            raise WorkerUnavailable(f"worker {index + 1} unavailable")
+        finally:
+            self.queued[index] -= 1
 
 
 class FrontHandler(BaseHandler):
@@ -145,7 +185,7 @@ class FrontHandler(BaseHandler):
         if auto_format:
             # Every answer, the source-format one included, depends on Accept.
             self.set_header("Vary", "Accept")
-        if self.cache_result == "hit":
+        if self.cache_result in SERVED_WITHOUT_WORKER:
             self.worker = None
         if self.cache_result == "miss":
             self.fetch_ms, self.resize_ms = image.fetch_ms, image.resize_ms
@@ -204,5 +244,6 @@ def make_front_app(
         trusted_proxies=config.settings.trusted_proxies,
         metrics=state.metrics,
         in_flight=InFlight(),
+        state=state,
         compress_response=False,
     )

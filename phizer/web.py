@@ -116,6 +116,8 @@ class BaseHandler(RequestHandler):
             return
         self.clear()
         self.set_status(err.status)
+        if err.status == 503:
+            self.set_header("Retry-After", "1")  # a busy or restarting worker
         self._write_message(str(err))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:

@@ -26,6 +26,9 @@ from phizer.imaging import (
 from phizer.negotiate import OFFERS_PARAM, parse_offers
 from phizer.origins import OriginSet, build_origins
 from phizer.sizes import SizeSpec
+from phizer.tiers.chain import open_tiers
+from phizer.tiers.disk import ORIGINALS
+from phizer.tiers.keys import TierKeys
 from phizer.urls import Crop, parse_request_path
 from phizer.web import BaseHandler, InFlight, log_worker_request
 
@@ -39,6 +42,7 @@ CACHE_HEADER = "X-Phizer-Cache"
 @dataclass(frozen=True)
 class Original:
     data: bytes
+    tier: str | None = None  # the cache tier it came from (disk, shared), if any
 
     @property
     def nbytes(self) -> int:
@@ -62,6 +66,8 @@ class WorkerState:
         )
         self.output = OutputOptions.from_settings(settings)
         self.metrics = WorkerMetrics({"originals": self.originals, "decoded": self.decoded})
+        self.keys = TierKeys(config)
+        self.tiers = open_tiers(config, ORIGINALS, self.metrics.tiers)
 
     def from_decoded(
         self,
@@ -116,14 +122,36 @@ class WorkerState:
         )
 
     async def original(self, path: str) -> tuple[Original, str]:
-        """The original's bytes and how we got them: hit, miss or coalesced."""
+        """The original's bytes and how we got them: hit, disk, shared, miss or coalesced."""
         cached = self.originals.get(path)
         if cached is not None:
             return cached, "hit"
         original, joined = await self.fetches.run(path, lambda: self._fetch(path))
-        return original, "coalesced" if joined else "miss"
+        return original, "coalesced" if joined else (original.tier or "miss")
 
     async def _fetch(self, path: str) -> Original:
+        """From the disk or shared tier, else from the origins (then written
+        back to the tiers in the background)."""
+        tier_key = self.keys.original(path) if self.tiers else ""
+        found = await self.tiers.get(tier_key, self._usable) if self.tiers else None
+        if found is not None:
+            original = Original(found.value, found.tier)
+            self.originals.put(path, original)
+            return original
+        original = await self._from_origins(path)
+        if self.tiers:
+            self.tiers.put_later(tier_key, original.data)
+        return original
+
+    def _usable(self, data: bytes) -> bytes | None:
+        # Another host may allow larger originals; this one's limit holds.
+        return data if 0 < len(data) <= self.config.settings.max_source_bytes else None
+
+    async def close(self, timeout: float) -> None:
+        """Finish pending write-backs (at most ``timeout`` s), release the tiers."""
+        await self.tiers.close(timeout)
+
+    async def _from_origins(self, path: str) -> Original:
         started = time.perf_counter()
         try:
             original = Original(await self.origins.fetch(path))
@@ -137,6 +165,16 @@ class WorkerHandler(BaseHandler):
     def initialize(self, state: WorkerState) -> None:  # type: ignore[override]
         super().initialize()
         self.state = state
+        self.front_gone = False
+
+    def on_connection_close(self) -> None:
+        self.front_gone = True
+
+    def abandoned(self) -> bool:
+        """The front gave up on this request (worker_timeout): a resize now
+        would only delay the requests queued behind it."""
+        stream = getattr(self.request.connection, "stream", None)
+        return self.front_gone or (stream is not None and stream.closed())
 
     async def serve(self) -> None:
         request = parse_request_path(self.request_path())
@@ -152,6 +190,9 @@ class WorkerHandler(BaseHandler):
         resize = not exceeds(spec, state.config.settings.max_dimension)
         rendered = None
         fetched = started
+        if self.abandoned():
+            self.cache_result = "abandoned"
+            return
         decoded = state.decoded.get(request.path)
         if decoded is not None:
             rendered = state.from_decoded(decoded, spec, request.crop, resize, offers)
@@ -159,6 +200,9 @@ class WorkerHandler(BaseHandler):
         if rendered is None:
             original, self.cache_result = await state.original(request.path)
             fetched = time.perf_counter()
+            if self.abandoned():
+                self.cache_result = "abandoned"
+                return
             rendered = state.from_original(
                 request.path, original, spec, request.crop, offers, decode=decoded is None
             )
@@ -197,5 +241,6 @@ def make_worker_app(config: Config, state: WorkerState | None = None) -> Applica
         log_function=log_worker_request,
         metrics=state.metrics,
         in_flight=InFlight(),
+        state=state,
         compress_response=False,
     )

@@ -308,9 +308,11 @@ class PhizerProcess:
         extra_args: Sequence[str] = (),
         port_via_flag: bool = False,
         file_port: int | None = None,
+        sections: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
         """``port_via_flag``: pass the chosen port as ``-p`` and write
-        ``file_port`` (which may be a busy port) as bind_port in the file."""
+        ``file_port`` (which may be a busy port) as bind_port in the file.
+        ``sections``: more sections for the file, e.g. ``{"cache": {...}}``."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.master = master
@@ -321,6 +323,7 @@ class PhizerProcess:
         self.extra_args = tuple(extra_args)
         self.port_via_flag = port_via_flag
         self.file_port = file_port
+        self.sections = {name: dict(options) for name, options in (sections or {}).items()}
         self.config_path = self.workdir / "phizer.conf"
         self.log_path = self.workdir / "phizer.log"
         self.port = 0
@@ -360,6 +363,8 @@ class PhizerProcess:
             lines += [f"[slave-{number}]", f"host = {HOST}", f"port = {slave.port}", ""]
         lines += ["[sizes]"]
         lines += [f"{code} = {spec}" for code, spec in self.sizes.items()]
+        for name, options in self.sections.items():
+            lines += ["", f"[{name}]", *(f"{key} = {value}" for key, value in options.items())]
         return "\n".join(lines) + "\n"
 
     @property

@@ -1,0 +1,100 @@
+"""The tiers one process asks, in order, and how they are built from ``[cache]``.
+
+Order: the disk first, then the shared store. The disk is local (a page
+cache hit costs microseconds, a miss one failed ``open``) and keeps the
+shared store's load down; the shared store costs a network round trip
+and is what lets another host's work be reused. A value found in the
+shared store is copied to the disk in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from phizer.config import Config
+from phizer.tiers.address import REDIS
+from phizer.tiers.base import Tier
+from phizer.tiers.disk import DiskTier
+from phizer.tiers.guard import Guard
+from phizer.tiers.stats import TierMetrics
+
+T = TypeVar("T")
+
+# The longest a disk call may take before the guard gives up on it (a hung
+# network filesystem). Backstops are timers on the event loop, which a
+# worker's resize can hold for a while, so they are long; the socket
+# timeouts in the tier's threads are what bound a slow store.
+DISK_BACKSTOP = 10.0
+
+
+def shared_backstop(timeout: float) -> float:
+    """Far above the socket timeouts: only a hung client thread reaches it."""
+    return max(10.0, 50 * timeout)
+
+
+@dataclass(frozen=True)
+class Found(Generic[T]):
+    value: T
+    tier: str  # the name of the tier that had it
+
+
+class TierChain:
+    def __init__(self, guards: Sequence[Guard] = ()) -> None:
+        self.guards = tuple(guards)
+
+    def __bool__(self) -> bool:
+        return bool(self.guards)
+
+    async def get(self, key: str, read: Callable[[bytes], T | None]) -> Found[T] | None:
+        """The first value ``read`` makes something of (a value it returns
+        None for counts as absent); earlier tiers get a copy."""
+        for index, guard in enumerate(self.guards):
+            raw = await guard.get(key)
+            value = read(raw) if raw is not None else None
+            if value is None:
+                continue
+            for earlier in self.guards[:index]:
+                earlier.put_later(key, raw)
+            return Found(value, guard.name)
+        return None
+
+    def put_later(self, key: str, value: bytes) -> None:
+        for guard in self.guards:
+            guard.put_later(key, value)
+
+    async def close(self, timeout: float) -> None:
+        await asyncio.gather(*(guard.close(timeout) for guard in self.guards))
+
+
+def open_tiers(config: Config, kind: str, metrics: TierMetrics) -> TierChain:
+    """The tiers of ``[cache]`` for one process; ``kind`` is the disk
+    tier's subdirectory (``disk.RESULTS`` or ``disk.ORIGINALS``)."""
+    cache = config.cache
+    if config.settings.disable_cache:
+        return TierChain()
+    guards = []
+    if cache.disk_cache_dir is not None and cache.disk_cache_size > 0:
+        disk = DiskTier(cache.disk_cache_dir, kind, cache.disk_cache_size, cache.shared_ttl)
+        guards.append(Guard(disk, metrics, backstop=DISK_BACKSTOP))
+    if cache.shared is not None:
+        guards.append(
+            Guard(shared_tier(config), metrics, backstop=shared_backstop(cache.shared_timeout))
+        )
+    return TierChain(guards)
+
+
+def shared_tier(config: Config) -> Tier:
+    cache = config.cache
+    address = cache.shared
+    assert address is not None
+    # Imported here: a host without a shared tier never loads either client.
+    if address.kind == REDIS:
+        from phizer.tiers.redis import RedisTier
+
+        return RedisTier(address, cache.shared_ttl, cache.shared_timeout)
+    from phizer.tiers.memcached import MemcachedTier
+
+    return MemcachedTier(address, cache.shared_ttl, cache.shared_timeout)

@@ -69,6 +69,8 @@ _REFUSED_SIGNATURES = (
 # ISO base media brands that are AVIF; other HEIF brands (HEIC) are refused.
 _AVIF_BRANDS = (b"avif", b"avis")
 DEFAULT_MAX_PIXELS = 50_000_000
+# A decoded original this much wider than its working size is reduced to it.
+WORKING_SLACK = 1.15
 # Same-looking result as a plain LANCZOS resize, several times faster.
 REDUCING_GAP = 3.0
 LANCZOS = Image.Resampling.LANCZOS
@@ -185,8 +187,10 @@ class DecodedOriginal:
 
     @property
     def nbytes(self) -> int:
+        # Pillow keeps every multi-band pixel in 4 bytes (RGB as RGBX).
         width, height = self.pixels.size
-        return width * height * len(self.pixels.getbands()) + len(self.icc_profile or b"")
+        depth = 1 if self.pixels.mode in ("1", "L", "P") else 4
+        return width * height * depth + len(self.icc_profile or b"")
 
 
 def decode_original(
@@ -218,12 +222,13 @@ def decode_original(
         if transpose is not None:
             image = image.transpose(transpose)
         pixels = resizable_mode(image)
-        # DCT scaling halves at most three times; a box reduce by a whole
-        # factor takes the rest of the way (alpha is left to LANCZOS, which
-        # weights colour by opacity).
-        factor = min(pixels.width // wanted[0], pixels.height // wanted[1])
-        if factor >= 2 and pixels.mode in ("L", "RGB", "CMYK"):
-            pixels = pixels.reduce(factor)
+        # DCT scaling only halves, so the decode can be up to twice the
+        # working size on each side: an area-averaging (box) reduction takes
+        # the rest of the way, keeping the cache and every later resize
+        # small (alpha is left to LANCZOS, which weights colour by opacity).
+        reducible = pixels.mode in ("L", "RGB", "CMYK")
+        if reducible and pixels.width > wanted[0] * WORKING_SLACK:
+            pixels = pixels.resize(wanted, Image.Resampling.BOX)
     return DecodedOriginal(pixels, upright, source_format, alpha, icc_profile, metadata)
 
 

@@ -98,6 +98,14 @@ class WorkerState:
         """
         settings = self.config.settings
         resize = not exceeds(spec, settings.max_dimension)
+        if decode and (resize or crop is not None):
+            # Requests that waited on the same fetch: the first one decoded it.
+            decoded = self.decoded.get(path)
+            if decoded is not None:
+                rendered = self.from_decoded(decoded, spec, crop, resize, offers)
+                if rendered is not None:
+                    return rendered
+                decode = False
         if decode and self.decoded.capacity > 0 and (resize or crop is not None):
             decoded = decode_original(
                 original.data,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+from unittest import mock
 
 import pytest
 from PIL import Image
+from tornado.testing import gen_test
 from tornado.web import Application
 
+import phizer.worker as worker_module
 from phizer.geometry import has_headroom, plan_resize, working_size
 from phizer.imaging import OutputOptions, decode_original, render, render_decoded
 from phizer.sizes import parse_size_spec
@@ -83,9 +87,10 @@ def test_decoded_original_is_small_and_upright() -> None:
     decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
     assert decoded is not None
     assert decoded.full_size == FULL
-    # Kept at a reduced size (DCT scaling), still at least the working size.
-    assert 1280 <= decoded.pixels.width < FULL[0]
-    assert decoded.nbytes == decoded.pixels.width * decoded.pixels.height * 3
+    # Kept at the working size: DCT scaling, then an area reduction.
+    assert decoded.pixels.size == working_size(*FULL, SPECS.values(), MAX_DIMENSION)
+    # Counted as Pillow holds it: 4 bytes per RGB pixel.
+    assert decoded.nbytes == decoded.pixels.width * decoded.pixels.height * 4
 
 
 @pytest.mark.parametrize("code", ["t96", "s220", "p200", "m640"])
@@ -161,6 +166,22 @@ class TestDecodedCacheOverHttp(PoolTestCase):
         self.assertEqual(caches, ["miss", "decoded", "decoded", "decoded"])
         self.assertEqual(self.state.decoded.stats.hits, 3)
         self.assertEqual(len(self.state.decoded), 1)
+
+    @gen_test(timeout=20)
+    async def test_sizes_waiting_on_one_fetch_share_one_decode(self) -> None:
+        self.origin.delays["photo.jpg"] = 10
+        decodes = mock.patch(
+            "phizer.worker.decode_original", wraps=worker_module.decode_original
+        ).start()
+        self.addCleanup(mock.patch.stopall)
+        codes = ("m640", "t96", "s220", "p200")
+        waiting = [asyncio.ensure_future(self.aget(f"/{code}/photo.jpg")) for code in codes]
+        await self.origin.wait_for_requests(1)
+        self.origin.release()
+        responses = await asyncio.gather(*waiting)
+        self.assertEqual([r.code for r in responses], [200] * 4)
+        self.assertEqual(self.origin.counts["photo.jpg"], 1)
+        self.assertEqual(decodes.call_count, 1)
 
     def test_a_tight_crop_is_made_from_the_full_original(self) -> None:
         self.assertEqual(self.get("/s220/photo.jpg").code, 200)

@@ -14,7 +14,7 @@ from tornado.iostream import IOStream
 
 from phizer.config import Config
 from phizer.front import make_front_app
-from phizer.linux import set_process_name
+from phizer.linux import return_large_frees, set_process_name
 from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
 from phizer.restarts import RestartBoard
@@ -35,6 +35,7 @@ def run_child(config: Config, restarts: RestartBoard, index: int, listener: List
     """Serve until SIGTERM/SIGINT; returns the process exit status."""
     settings = config.settings
     set_process_name(f"phizer-{'front' if index == 0 else f'w{index}'}")
+    return_large_frees()
     level = settings.log_level if index == 0 else settings.log_level_worker
     configure_logging(settings, role_name(index), level)
     asyncio.run(_serve(config, restarts, index, listener.sockets))

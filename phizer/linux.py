@@ -41,3 +41,23 @@ def raise_open_file_limit(wanted: int) -> int:
             return soft
         return ceiling
     return soft
+
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def return_large_frees(threshold: int = 1 << 20) -> None:
+    """Have glibc map allocations of ``threshold`` bytes or more on their own,
+    so a freed decode buffer goes back to the system at once.
+
+    By default glibc raises its mmap threshold after large frees, and later
+    decode buffers then come from a heap that never shrinks: a worker's RSS
+    would keep the high-water mark of every decode on top of its caches.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.mallopt(_M_MMAP_THRESHOLD, threshold)
+        libc.mallopt(_M_TRIM_THRESHOLD, threshold)
+    except (OSError, AttributeError):
+        pass

@@ -331,6 +331,9 @@ EXPECTED = {
     "undecodable": frozenset({502, 422}),
     "bomb": frozenset({413, 422}),
 }
+# Requests the front must hand to a worker: under overload they may be shed
+# with 503 (max_worker_queue), which the run counts apart.
+NEEDS_A_WORKER = frozenset({"image", "missing", "undecodable", "bomb"})
 BAD_WEIGHTS = {
     "traversal": 2.0,
     "bad_crop": 2.0,
@@ -796,6 +799,7 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     latencies_ok: list[float] = field(default_factory=list)
     unexpected: Counter[str] = field(default_factory=Counter)
+    shed: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     not_images: int = 0
     bytes_received: int = 0
@@ -808,6 +812,11 @@ class Tally:
         outcome = str(status) if status is not None else f"error:{error}"
         self.by_kind.setdefault(target.kind, Counter())[outcome] += 1
         if status is not None and status in target.expected:
+            return
+        if status == 503 and target.kind in NEEDS_A_WORKER:
+            # Shed: the worker's queue stayed full through every retry. A
+            # fast, clear answer under overload, not a wrong one.
+            self.shed[target.kind] += 1
             return
         key = f"{target.kind} -> {outcome}"
         self.unexpected[key] += 1
@@ -1217,6 +1226,7 @@ def build_report(
             "by_code": {str(code): n for code, n in sorted(tally.statuses.items())},
             "by_kind": {kind: dict(sorted(c.items())) for kind, c in sorted(tally.by_kind.items())},
             "unexpected": dict(tally.unexpected.most_common()),
+            "shed_503": dict(tally.shed.most_common()),
             "unexpected_examples": tally.examples,
             "200_not_an_image": tally.not_images,
         },
@@ -1282,6 +1292,7 @@ def print_report(report: dict[str, object]) -> None:
     print(f"statuses by class: {statuses['by_class']}")
     print(f"statuses by code:  {statuses['by_code']}")
     print(f"unexpected:        {statuses['unexpected'] or 'none'}")
+    print(f"shed (503 after every retry): {statuses['shed_503'] or 'none'}")
     print(f"client errors:     {report['client_errors'] or 'none'}")
     print(f"latency (all):     {report['latency_all']}")
     print(f"latency (200):     {report['latency_200']}")

@@ -441,7 +441,16 @@ class Resizer:
 
 
 class Thumbor(Resizer):
-    """thumbor 7 with the PIL engine, HTTP loader on nginx, file storage of originals."""
+    """thumbor 7 with the PIL engine, HTTP loader on nginx, file storage of originals.
+
+    ``processes`` single-process thumbor instances behind an nginx balancer,
+    as thumbor is deployed in production: with ``--processes=N`` the forked
+    processes share one listening socket, and a client's keep-alive
+    connections (all 16 of wrk's) stick to whichever process accepted them,
+    so one process did all the work on one core. The balancer spreads the
+    connections (least_conn) and keeps its own connections to the instances
+    alive, a hop like phizer's front.
+    """
 
     name = "thumbor"
 
@@ -458,21 +467,74 @@ class Thumbor(Resizer):
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
         self.origin = f"{HOST}:{origin_port}"
-        self.port = free_port_block(1)
+        self.port = free_port_block(processes + 1)
+        self.instance_ports = [self.port + 1 + i for i in range(processes)]
         conf = self.workdir / "thumbor.conf"
         conf.write_text(self._config(quality, options))
+        # The same storage directory for every instance, as with --processes.
+        self.instances = [
+            Process(
+                f"thumbor-{number}",
+                [
+                    str(THUMBOR_VENV / "bin" / "thumbor"),
+                    f"--ip={HOST}",
+                    f"--port={port}",
+                    f"--conf={conf}",
+                    "--processes=1",
+                    "--log-level=warning",
+                ],
+                self.workdir,
+            )
+            for number, port in enumerate(self.instance_ports, 1)
+        ]
+        balancer = self.workdir / "balancer"
+        balancer.mkdir()
+        (balancer / "nginx.conf").write_text(self._balancer_config(balancer))
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.process = Process(
-            "thumbor",
-            [
-                str(THUMBOR_VENV / "bin" / "thumbor"),
-                f"--ip={HOST}",
-                f"--port={self.port}",
-                f"--conf={conf}",
-                f"--processes={processes}",
-                "--log-level=warning",
-            ],
+            "thumbor-balancer",
+            [binary, "-p", str(balancer), "-c", str(balancer / "nginx.conf")],
             self.workdir,
         )
+
+    def _balancer_config(self, tmp: Path) -> str:
+        servers = "\n".join(f"    server {HOST}:{port};" for port in self.instance_ports)
+        temp_paths = "\n".join(
+            f"  {kind}_temp_path {tmp}/{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        return f"""daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 100000;
+{temp_paths}
+  upstream thumbors {{
+    least_conn;
+{servers}
+    keepalive 64;
+  }}
+  server {{
+    listen {HOST}:{self.port};
+    location / {{
+      proxy_pass http://thumbors;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering on;
+      proxy_read_timeout 120s;
+    }}
+  }}
+}}
+"""
+
+    def pids(self) -> list[int]:
+        pids = [self.process.pid, *children(self.process.pid)]
+        for instance in self.instances:
+            pids += [instance.pid, *children(instance.pid)]
+        return pids
 
     def _config(self, quality: int, options: ServerOptions) -> str:
         lines = [
@@ -510,12 +572,18 @@ class Thumbor(Resizer):
         return f"/unsafe/fit-in/64x64/{self.origin}{origin_path}"
 
     def start(self) -> None:
+        for instance, port in zip(self.instances, self.instance_ports, strict=True):
+            instance.start()
+            instance.wait_ready(
+                lambda port=port: http_get(port, "/healthcheck", 2.0)[0] == 200
+            )
         self.process.start()
         self.process.wait_ready(lambda: http_get(self.port, "/healthcheck", 2.0)[0] == 200)
 
     def stop(self) -> None:
-        # The forking parent only waits; its children handle SIGTERM.
         self.process.stop(group_first=True)
+        for instance in self.instances:
+            instance.stop(group_first=True)
 
     def version(self) -> str:
         return package_version(THUMBOR_VENV, "thumbor")

@@ -312,6 +312,23 @@ class Process:
 # nginx: the origin
 
 
+def nginx_prelude(tmp: Path) -> str:
+    """A foreground nginx's settings up to inside ``http {``, files under ``tmp``."""
+    temp_paths = "\n".join(
+        f"  {kind}_temp_path {tmp}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 100000;
+{temp_paths}"""
+
+
 class Nginx:
     """nginx serving ``root`` on 127.0.0.1, access log off."""
 
@@ -328,24 +345,11 @@ class Nginx:
         )
 
     def _config(self) -> str:
-        tmp = self.workdir
-        temp_paths = "\n".join(
-            f"  {kind}_temp_path {tmp}/{kind};"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        return f"""daemon off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
+        return f"""{nginx_prelude(self.workdir)}
   sendfile on;
   tcp_nopush on;
-  keepalive_requests 100000;
   types {{ image/jpeg jpg jpeg; image/png png; }}
   default_type application/octet-stream;
-{temp_paths}
   server {{
     listen {HOST}:{self.port};
     root {self.root};
@@ -499,19 +503,7 @@ class Thumbor(Resizer):
 
     def _balancer_config(self, tmp: Path) -> str:
         servers = "\n".join(f"    server {HOST}:{port};" for port in self.instance_ports)
-        temp_paths = "\n".join(
-            f"  {kind}_temp_path {tmp}/{kind};"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        return f"""daemon off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  keepalive_requests 100000;
-{temp_paths}
+        return f"""{nginx_prelude(tmp)}
   upstream thumbors {{
     least_conn;
 {servers}

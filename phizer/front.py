@@ -39,9 +39,10 @@ from phizer.urls import ImageRequest, parse_request_path, worker_index
 from phizer.web import BaseHandler, InFlight, log_request
 from phizer.worker import FETCH_MS_HEADER, RESIZE_MS_HEADER
 
+log = logging.getLogger("phizer.front")
+
 # Enough parallel front-to-worker requests that the front never queues
 # behind a slow origin; the workers themselves bound the real work.
-log = logging.getLogger("phizer.front")
 WORKER_CLIENTS = 512
 _MAX_ERROR_BODY = 200
 # Cache results for which no worker was asked (the access log's worker is "-").

@@ -99,23 +99,9 @@ class WorkerState:
         settings = self.config.settings
         resize = not exceeds(spec, settings.max_dimension)
         if decode and (resize or crop is not None):
-            # Requests that waited on the same fetch: the first one decoded it.
-            decoded = self.decoded.get(path)
+            # Requests that waited on the same fetch find the first one's decode.
+            decoded = self.decoded.get(path) or self._decode(path, original)
             if decoded is not None:
-                rendered = self.from_decoded(decoded, spec, crop, resize, offers)
-                if rendered is not None:
-                    return rendered
-                decode = False
-        if decode and self.decoded.capacity > 0 and (resize or crop is not None):
-            decoded = decode_original(
-                original.data,
-                self.config.sizes.values(),
-                self.output,
-                settings.max_dimension,
-                settings.max_source_pixels,
-            )
-            if decoded is not None:
-                self.decoded.put(path, decoded)
                 rendered = self.from_decoded(decoded, spec, crop, resize, offers)
                 if rendered is not None:
                     return rendered
@@ -128,6 +114,21 @@ class WorkerState:
             max_pixels=settings.max_source_pixels,
             offers=offers,
         )
+
+    def _decode(self, path: str, original: Original) -> DecodedOriginal | None:
+        if self.decoded.capacity == 0:
+            return None
+        settings = self.config.settings
+        decoded = decode_original(
+            original.data,
+            self.config.sizes.values(),
+            self.output,
+            settings.max_dimension,
+            settings.max_source_pixels,
+        )
+        if decoded is not None:
+            self.decoded.put(path, decoded)
+        return decoded
 
     async def original(self, path: str) -> tuple[Original, str]:
         """The original's bytes and how we got them: hit, disk, shared, miss or coalesced."""

@@ -217,14 +217,8 @@ def decode_original(
     metadata = Metadata() if options.strip_metadata else read_metadata(image)
     source_format, alpha = image.format or "", has_alpha(image)
     icc_profile = image.info.get("icc_profile")
-    if image.format == "JPEG":
-        image.draft(None, _upright_size(wanted, orientation))
+    pixels = decode(image, wanted, orientation)
     with _decoding():
-        image.load()
-        transpose = _TRANSPOSE.get(orientation)
-        if transpose is not None:
-            image = image.transpose(transpose)
-        pixels = resizable_mode(image)
         # DCT scaling only halves, so the decode can be up to twice the
         # working size on each side: one more reduction takes the rest of the
         # way, keeping the cache and every later resize small (alpha is left
@@ -377,7 +371,7 @@ def _decoding() -> Iterator[None]:
 def _resized_still(
     image: Image.Image, plan: ResizePlan, orientation: int, upright: tuple[int, int]
 ) -> Image.Image:
-    pixels = decode(image, plan, orientation, upright)
+    pixels = decode(image, draft_size(upright[0], upright[1], plan), orientation)
     box = scale_box(plan.box, upright, pixels.size)
     with _decoding():
         return pixels.resize(plan.size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)
@@ -397,16 +391,14 @@ def _decode_animation(
         return decode_animation(image, frames, prepare)
 
 
-def decode(
-    image: Image.Image, plan: ResizePlan, orientation: int, upright: tuple[int, int]
-) -> Image.Image:
+def decode(image: Image.Image, wanted: tuple[int, int], orientation: int) -> Image.Image:
     """Decode the first frame upright, in a mode that resizes correctly.
 
-    JPEGs are decoded at a reduced scale when the plan allows it
-    (``draft``), which cuts the decode cost by up to 64x.
+    JPEGs are decoded at the smallest DCT scale that still gives at least
+    ``wanted`` (upright) pixels (``draft``), which cuts the decode cost by
+    up to 64x.
     """
     if image.format == "JPEG":
-        wanted = draft_size(upright[0], upright[1], plan)
         image.draft(None, _upright_size(wanted, orientation))  # back to stored axes
     with _decoding():
         image.load()

@@ -15,7 +15,10 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from phizer.tiers.address import SharedAddress
 
 T = TypeVar("T")
 
@@ -71,3 +74,41 @@ class Offloaded:
     def close(self) -> None:
         for pool in (self._reads, self._writes):
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+# Enough for a busy front; each thread holds at most one connection.
+NETWORK_READ_THREADS = 8
+NETWORK_WRITE_THREADS = 4
+
+
+def write_timeout(timeout: float) -> float:
+    """Writes run in the background and may carry a large original in one
+    send, which must fit in the socket timeout: give them room."""
+    return max(1.0, 10 * timeout)
+
+
+class NetworkStore(Offloaded):
+    """A shared store reached over the network: lookups through one client
+    (short timeout), write-backs through another (a longer one)."""
+
+    name = "shared"
+    max_value: int | None = None
+
+    def __init__(self, thread_name: str, address: SharedAddress, timeout: float) -> None:
+        super().__init__(thread_name, NETWORK_READ_THREADS, NETWORK_WRITE_THREADS)
+        self.description = address.describe()
+        self._reader = self._connect(address, NETWORK_READ_THREADS, timeout)
+        self._writer = self._connect(address, NETWORK_WRITE_THREADS, write_timeout(timeout))
+
+    def _connect(self, address: SharedAddress, connections: int, timeout: float) -> Any:
+        raise NotImplementedError
+
+    def _set(self, key: str, value: bytes) -> None:
+        raise NotImplementedError
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self.call(self._reader.get, key)
+        return bytes(value) if value is not None else None
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self.call(self._set, key, value, write=True)

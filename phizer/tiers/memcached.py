@@ -14,36 +14,24 @@ from pymemcache.client.retrying import RetryingClient
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
 
 from phizer.tiers.address import SharedAddress
-from phizer.tiers.base import Offloaded
-from phizer.tiers.redis import write_timeout
+from phizer.tiers.base import NetworkStore
 
-READ_THREADS = 8
-WRITE_THREADS = 4
 # The default item limit less room for the key and the item header.
 MAX_VALUE = 1024 * 1024 - 1024
 # memcached reads an expiry above 30 days as a Unix time.
 _RELATIVE_LIMIT = 30 * 24 * 3600
 
 
-class MemcachedTier(Offloaded):
-    name = "shared"
-
+class MemcachedTier(NetworkStore):
     def __init__(
         self, address: SharedAddress, ttl: int, timeout: float, max_value: int = MAX_VALUE
     ) -> None:
-        super().__init__("phizer-memcached", READ_THREADS, WRITE_THREADS)
-        self.description = address.describe()
-        self.max_value: int | None = max_value
+        self.max_value = max_value
         self._ttl = ttl
-        self._reader = _client(address, READ_THREADS, timeout)
-        self._writer = _client(address, WRITE_THREADS, write_timeout(timeout))
+        super().__init__("phizer-memcached", address, timeout)
 
-    async def get(self, key: str) -> bytes | None:
-        value = await self.call(self._reader.get, key)
-        return bytes(value) if value is not None else None
-
-    async def put(self, key: str, value: bytes) -> None:
-        await self.call(self._set, key, value, write=True)
+    def _connect(self, address: SharedAddress, connections: int, timeout: float) -> RetryingClient:
+        return _client(address, connections, timeout)
 
     def _set(self, key: str, value: bytes) -> None:
         expire = self._ttl

@@ -7,36 +7,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from phizer.tiers.address import SharedAddress
-from phizer.tiers.base import Offloaded
-
-# Enough for a busy front; each thread holds at most one connection.
-READ_THREADS = 8
-WRITE_THREADS = 4
+from phizer.tiers.base import NetworkStore
 
 
-def write_timeout(timeout: float) -> float:
-    """Writes run in the background and may carry a large original in one
-    send, which must fit in the socket timeout: give them room."""
-    return max(1.0, 10 * timeout)
-
-
-class RedisTier(Offloaded):
-    name = "shared"
-    max_value: int | None = None
-
+class RedisTier(NetworkStore):
     def __init__(self, address: SharedAddress, ttl: int, timeout: float) -> None:
-        super().__init__("phizer-redis", READ_THREADS, WRITE_THREADS)
-        self.description = address.describe()
         self._ttl = ttl or None  # 0: kept until Redis evicts it
-        self._reader = _client(address, READ_THREADS, timeout)
-        self._writer = _client(address, WRITE_THREADS, write_timeout(timeout))
+        super().__init__("phizer-redis", address, timeout)
 
-    async def get(self, key: str) -> bytes | None:
-        value = await self.call(self._reader.get, key)
-        return bytes(value) if value is not None else None
-
-    async def put(self, key: str, value: bytes) -> None:
-        await self.call(self._set, key, value, write=True)
+    def _connect(self, address: SharedAddress, connections: int, timeout: float) -> redis.Redis:
+        return _client(address, connections, timeout)
 
     def _set(self, key: str, value: bytes) -> None:
         self._writer.set(key, value, ex=self._ttl)

@@ -31,7 +31,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -47,11 +46,15 @@ from pathlib import Path
 
 from PIL import Image
 
+# The port picking of the end-to-end tests, from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.e2e_support import free_port_block
+
 HOST = "127.0.0.1"
 MIB = 1024 * 1024
 BENCH_DIR = Path(__file__).resolve().parent
 # Below the usual ephemeral range, so outgoing connections rarely hold them.
-PORT_RANGE = (20000, 32000)
 READY_SECONDS = 30.0
 STOP_SECONDS = 30.0
 PROGRESS_SECONDS = 10.0
@@ -589,23 +592,6 @@ def _simple_get(port: int, path: str) -> tuple[int, str]:
         return response.status, response.getheader("Server", "")
     finally:
         connection.close()
-
-
-def free_port_block(count: int) -> int:
-    for _ in range(50):
-        base = random.randint(PORT_RANGE[0], PORT_RANGE[1] - count)
-        if all(_bindable(port) for port in range(base, base + count)):
-            return base
-    raise RuntimeError(f"no block of {count} free ports")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

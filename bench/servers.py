@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The port picking of the end-to-end tests, from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.e2e_support import free_port_block
+
 HOST = "127.0.0.1"
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -36,7 +40,6 @@ THUMBOR_REQUIREMENT = "thumbor==7.8.0"
 READY_SECONDS = 30.0
 STOP_SECONDS = 15.0
 # Below the usual ephemeral range, so outgoing connections rarely hold them.
-PORT_RANGE = (21000, 32000)
 MIB = 1024 * 1024
 
 
@@ -51,23 +54,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
-
-
-def free_port_block(count: int) -> int:
-    """First port of ``count`` consecutive free ports on 127.0.0.1."""
-    for start in range(PORT_RANGE[0] + os.getpid() % 997 * 7, PORT_RANGE[1], count + 3):
-        if all(_bindable(port) for port in range(start, start + count)):
-            return start
-    raise RuntimeError("no free block of ports")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def http_get(port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:

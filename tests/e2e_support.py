@@ -26,7 +26,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -118,6 +118,18 @@ class OriginServer:
     def paths(self) -> list[str]:
         with self._lock:
             return list(self._paths)
+
+
+@contextlib.contextmanager
+def serving_origin(root: Path, files: Mapping[str, bytes] | None = None) -> Iterator[OriginServer]:
+    """An ``OriginServer`` holding ``files`` for the ``with`` block; always stopped."""
+    server = OriginServer(root).start()
+    try:
+        for name, data in (files or {}).items():
+            server.add(name, data)
+        yield server
+    finally:
+        server.stop()
 
 
 def _make_origin_handler(origin: OriginServer) -> type[BaseHTTPRequestHandler]:

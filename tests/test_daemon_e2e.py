@@ -43,6 +43,7 @@ from tests.e2e_support import (
     pid_alive,
     read_comm,
     run_cli,
+    serving_origin,
     wait_until,
     worker_name,
 )
@@ -103,11 +104,8 @@ class Daemon:
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
-    server = OriginServer(tmp_path_factory.mktemp("origin")).start()
-    try:
+    with serving_origin(tmp_path_factory.mktemp("origin")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

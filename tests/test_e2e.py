@@ -27,6 +27,7 @@ from tests.e2e_support import (
     pid_alive,
     read_comm,
     run_cli,
+    serving_origin,
     wait_until,
     worker_for,
     worker_name,
@@ -77,23 +78,15 @@ def reference(source: Image.Image, box: Box | None, size: tuple[int, int]) -> Im
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
-    server = OriginServer(tmp_path_factory.mktemp("origin")).start()
-    for name, data in ORIGINALS.items():
-        server.add(name, data)
-    try:
+    with serving_origin(tmp_path_factory.mktemp("origin"), ORIGINALS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def slave(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
-    server = OriginServer(tmp_path_factory.mktemp("slave")).start()
-    server.add("only-on-slave.jpg", encode(photo(300, 200), "JPEG", quality=95))
-    try:
+    only_here = {"only-on-slave.jpg": encode(photo(300, 200), "JPEG", quality=95)}
+    with serving_origin(tmp_path_factory.mktemp("slave"), only_here) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.e2e_support import HOST, OriginServer, PhizerProcess, Response
+from tests.e2e_support import HOST, OriginServer, PhizerProcess, Response, serving_origin
 from tests.imagetools import encode, photo, similar
 from tests.metrics_support import samples
 
@@ -54,13 +54,8 @@ ORIGINALS = {
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
-    server = OriginServer(tmp_path_factory.mktemp("origin")).start()
-    for name, data in ORIGINALS.items():
-        server.add(name, data)
-    try:
+    with serving_origin(tmp_path_factory.mktemp("origin"), ORIGINALS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _start(workdir: Path, origin: OriginServer, **properties: object) -> Iterator[PhizerProcess]:

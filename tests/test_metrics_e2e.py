@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_support import (
-    OriginServer,
     PhizerProcess,
+    serving_origin,
     wait_until,
     worker_for,
     worker_name,
@@ -27,13 +27,12 @@ RESTART_SECONDS = 10.0
 
 @pytest.fixture
 def phizer(tmp_path: Path) -> Iterator[PhizerProcess]:
-    origin = OriginServer(tmp_path / "origin").start()
-    process = PhizerProcess(tmp_path / "phizer", origin, num_workers=NUM_WORKERS)
-    try:
-        yield process.start()
-    finally:
-        process.stop()
-        origin.stop()
+    with serving_origin(tmp_path / "origin") as origin:
+        process = PhizerProcess(tmp_path / "phizer", origin, num_workers=NUM_WORKERS)
+        try:
+            yield process.start()
+        finally:
+            process.stop()
 
 
 def scrape(process: PhizerProcess) -> Samples:

@@ -24,7 +24,7 @@ from pymemcache.client.base import Client as MemcacheClient
 from phizer.config import load_config
 from phizer.tiers.disk import unpack_entry
 from phizer.tiers.keys import TierKeys
-from tests.e2e_support import OriginServer, PhizerProcess, Response, wait_until
+from tests.e2e_support import OriginServer, PhizerProcess, Response, serving_origin, wait_until
 from tests.imagetools import decode, encode, photo, similar
 from tests.metrics_support import Samples, samples
 from tests.services import ServiceProcess, memcached_service, redis_service, running
@@ -40,13 +40,8 @@ SOURCES = {name: decode(data) for name, data in ORIGINALS.items()}
 
 @pytest.fixture
 def origin(tmp_path: Path) -> Iterator[OriginServer]:
-    server = OriginServer(tmp_path / "origin").start()
-    for name, data in ORIGINALS.items():
-        server.add(name, data)
-    try:
+    with serving_origin(tmp_path / "origin", ORIGINALS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from tests.e2e_support import (
     OriginServer,
     PhizerProcess,
     pid_alive,
+    serving_origin,
     wait_until,
 )
 from tests.imagetools import encode, photo
@@ -73,11 +74,9 @@ class GatedOrigin:
 
 @pytest.fixture
 def origin(tmp_path: Path) -> Iterator[OriginServer]:
-    server = OriginServer(tmp_path / "origin").start()
-    for number in range(40):
-        server.add(f"pic-{number}.jpg", IMAGE)
-    yield server
-    server.stop()
+    files = {f"pic-{number}.jpg": IMAGE for number in range(40)}
+    with serving_origin(tmp_path / "origin", files) as server:
+        yield server
 
 
 @pytest.fixture

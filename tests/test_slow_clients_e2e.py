@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_support import HOST, OriginServer, PhizerProcess, wait_until
+from tests.e2e_support import HOST, PhizerProcess, serving_origin, wait_until
 from tests.imagetools import encode, photo
 
 CLIENT_TIMEOUT = 1.0
@@ -18,18 +18,17 @@ CLIENT_TIMEOUT = 1.0
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhizerProcess]:
     root = tmp_path_factory.mktemp("slow")
-    origin = OriginServer(root / "origin").start()
-    origin.add("pic.jpg", encode(photo(300, 200), "JPEG"))
-    process = PhizerProcess(
-        Path(root / "run"),
-        origin,
-        properties={"client_timeout": CLIENT_TIMEOUT, "max_client_connections": 40},
-    )
-    try:
-        yield process.start()
-    finally:
-        process.stop()
-        origin.stop()
+    files = {"pic.jpg": encode(photo(300, 200), "JPEG")}
+    with serving_origin(root / "origin", files) as origin:
+        process = PhizerProcess(
+            Path(root / "run"),
+            origin,
+            properties={"client_timeout": CLIENT_TIMEOUT, "max_client_connections": 40},
+        )
+        try:
+            yield process.start()
+        finally:
+            process.stop()
 
 
 def _connect(port: int) -> socket.socket:

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_support import HOST, OriginServer, PhizerProcess, Response, wait_until, worker_for
+from tests.e2e_support import (
+    HOST,
+    OriginServer,
+    PhizerProcess,
+    Response,
+    serving_origin,
+    wait_until,
+    worker_for,
+)
 from tests.imagetools import encode, photo
 from tests.syslog_support import Datagram, SyslogSink, pri
 
@@ -82,13 +90,9 @@ def wait_for_datagram(sink: SyslogSink, matches: Callable[[Datagram], bool], wha
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
-    server = OriginServer(tmp_path_factory.mktemp("origin")).start()
-    for name in NAMES.values():
-        server.add(name, IMAGE)
-    try:
+    files = dict.fromkeys(NAMES.values(), IMAGE)
+    with serving_origin(tmp_path_factory.mktemp("origin"), files) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from phizer.sizes import parse_size_spec
 from phizer.tiers import disk as disk_module
 from phizer.tiers import keys as keys_module
 from phizer.tiers.address import MEMCACHED, REDIS, SharedAddress, parse_shared_address
-from phizer.tiers.base import Offloaded, TierPaused
+from phizer.tiers.base import Offloaded, Tier, TierPaused
 from phizer.tiers.chain import TierChain, open_tiers
 from phizer.tiers.disk import (
     BUCKETS,
@@ -774,10 +774,8 @@ def raw_command(port: int, command: bytes) -> bytes:
         return connection.recv(256)
 
 
-def test_redis_tier_round_trip_with_ttl(redis_server: ServiceProcess) -> None:
-    tier = redis_tier(redis_server.port, ttl=3600)
-    key = TierKeys(config()).original("a/photo.jpg")
-    value = os.urandom(300_000)
+def round_trip(tier: Tier, key: str, value: bytes) -> None:
+    """A miss, a write, then the value read back; the tier is closed after."""
 
     async def run() -> None:
         assert await tier.get(key) is None
@@ -788,6 +786,13 @@ def test_redis_tier_round_trip_with_ttl(redis_server: ServiceProcess) -> None:
         asyncio.run(run())
     finally:
         tier.close()
+
+
+def test_redis_tier_round_trip_with_ttl(redis_server: ServiceProcess) -> None:
+    tier = redis_tier(redis_server.port, ttl=3600)
+    key = TierKeys(config()).original("a/photo.jpg")
+    value = os.urandom(300_000)
+    round_trip(tier, key, value)
     ttl = int(raw_command(redis_server.port, f"TTL {key}\r\n".encode()).strip(b":\r\n"))
     assert 3590 <= ttl <= 3600
 
@@ -797,16 +802,7 @@ def test_memcached_tier_round_trip_and_long_ttl(memcached_server: ServiceProcess
     tier = memcached_tier(memcached_server.port, ttl=40 * 86400)
     key = TierKeys(config()).result("s100", "/s100/a.jpg")
     value = os.urandom(200_000)
-
-    async def run() -> None:
-        assert await tier.get(key) is None
-        await tier.put(key, value)
-        assert await tier.get(key) == value
-
-    try:
-        asyncio.run(run())
-    finally:
-        tier.close()
+    round_trip(tier, key, value)
 
 
 def test_memcached_values_over_its_item_limit_are_not_sent(

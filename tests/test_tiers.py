@@ -685,13 +685,19 @@ def test_backstop_bounds_a_hung_call() -> None:
 
 def test_calls_queued_while_held_are_not_tried() -> None:
     pool = Offloaded("test", 1, 1)
+    running = threading.Event()
     release = threading.Event()
     tried: list[int] = []
 
+    def block() -> None:
+        running.set()
+        release.wait(5)
+
     async def run() -> None:
-        blocker = asyncio.ensure_future(pool.call(release.wait, 5))
+        blocker = asyncio.ensure_future(pool.call(block))
         queued = asyncio.ensure_future(pool.call(tried.append, 1))
-        await asyncio.sleep(0.05)
+        # The only read thread is busy with the blocker: the other call waits.
+        assert await asyncio.to_thread(running.wait, 5)
         pool.hold(time.monotonic() + 60)
         release.set()
         await blocker

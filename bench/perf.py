@@ -55,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -626,104 +626,128 @@ def aggregate(results: Sequence[Measurement]) -> list[dict[str, object]]:
     return rows
 
 
+def markdown(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table; ``None`` cells are left empty."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join("" if cell is None else str(cell) for cell in row) + " |")
+    return "\n".join(lines)
+
+
 def format_table(rows: Sequence[dict[str, object]]) -> str:
     header = (
-        "| workload | server | requests | req/s (reps) | req/s | p50 ms | p99 ms | errors "
-        "| phizer/thumbor req/s | p99 phizer/thumbor | target |"
+        "workload", "server", "requests", "req/s (reps)", "req/s", "p50 ms", "p99 ms",
+        "errors", "phizer/thumbor req/s", "p99 phizer/thumbor", "target",
     )
-    lines = [header, "|" + "---|" * 11]
-    for row in rows:
-        reps = ", ".join(f"{value:.1f}" for value in row["reps_rps"])
-        ratio = row.get("ratio")
-        p99_ratio = row.get("p99_ratio")
+
+    def cells(row: dict[str, object]) -> list[object]:
         target = f">= {row['target']}x" if "target" in row else ""
         if row["workload"] == "W1" and target:
             target += f", p99 <= {W1_P99_RATIO}"
-        lines.append(
-            f"| {row['workload']} | {row['server']} | {row['requests_per_rep'] or 'timed'} "
-            f"| {reps} | {row['rps']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
-            f"| {row['errors']} | {'' if ratio is None else f'{ratio:.2f}x'} "
-            f"| {'' if p99_ratio is None else f'{p99_ratio:.2f}'} | {target} |"
-        )
-    return "\n".join(lines)
+        ratio, p99_ratio = row.get("ratio"), row.get("p99_ratio")
+        return [
+            row["workload"],
+            row["server"],
+            row["requests_per_rep"] or "timed",
+            ", ".join(f"{value:.1f}" for value in row["reps_rps"]),
+            f"{row['rps']:.1f}",
+            f"{row['p50_ms']:.1f}",
+            f"{row['p99_ms']:.1f}",
+            row["errors"],
+            None if ratio is None else f"{ratio:.2f}x",
+            None if p99_ratio is None else f"{p99_ratio:.2f}",
+            target,
+        ]
+
+    return markdown(header, (cells(row) for row in rows))
 
 
 def format_runs(results: Sequence[Measurement]) -> str:
-    lines = [
-        "| rep | workload | server | completed | seconds | req/s | p50 ms | p99 ms | errors "
-        "| server cores | wrk cores | other cores |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        cpu = r.cpu_cores
-        lines.append(
-            f"| {r.rep + 1} | {r.workload} | {r.server} | {r.completed} | {r.seconds:.1f} "
-            f"| {r.requests_per_second:.1f} | {r.p50_ms} | {r.p99_ms} | {r.errors} "
-            f"| {cpu.get('server')} | {cpu.get('wrk')} | {cpu.get('other')} |"
-        )
-    return "\n".join(lines)
+    header = (
+        "rep", "workload", "server", "completed", "seconds", "req/s", "p50 ms", "p99 ms",
+        "errors", "server cores", "wrk cores", "other cores",
+    )
+    return markdown(
+        header,
+        (
+            (
+                r.rep + 1, r.workload, r.server, r.completed, f"{r.seconds:.1f}",
+                f"{r.requests_per_second:.1f}", r.p50_ms, r.p99_ms, r.errors,
+                r.cpu_cores.get("server"), r.cpu_cores.get("wrk"), r.cpu_cores.get("other"),
+            )
+            for r in results
+        ),
+    )
 
 
 def format_profiles(profiled: Sequence[Measurement]) -> str:
     """Share of wall time per process and kind of work (py-spy samples, idle excluded)."""
     kinds = servers.PROFILE_KINDS
-    lines = [
-        "| workload | server | req/s under py-spy | process | " + " | ".join(kinds) + " |",
-        "|---|---|---|---|" + "---|" * len(kinds),
-    ]
-    for r in profiled:
-        for process, shares in (r.profile or {}).items():
-            cells = " | ".join(f"{shares.get(kind, 0.0):.0%}" for kind in kinds)
-            lines.append(
-                f"| {r.workload} | {r.server} | {r.requests_per_second:.1f} | {process} | {cells} |"
+    header = ("workload", "server", "req/s under py-spy", "process", *kinds)
+    return markdown(
+        header,
+        (
+            (
+                r.workload,
+                r.server,
+                f"{r.requests_per_second:.1f}",
+                process,
+                *(f"{shares.get(kind, 0.0):.0%}" for kind in kinds),
             )
-    return "\n".join(lines)
+            for r in profiled
+            for process, shares in (r.profile or {}).items()
+        ),
+    )
 
 
 def format_wall(walls: Sequence[dict[str, object]]) -> str:
-    lines = ["| photos | pipeline | images/s | originals/s |", "|---|---|---|---|"]
-    for wall in walls:
-        lines.append(
-            f"| {wall['photos']} {wall['image_format']} | {wall['pipeline']} "
-            f"| {wall['images_per_second']} | {wall['originals_per_second']} |"
-        )
-    return "\n".join(lines)
+    return markdown(
+        ("photos", "pipeline", "images/s", "originals/s"),
+        (
+            (
+                f"{wall['photos']} {wall['image_format']}",
+                wall["pipeline"],
+                wall["images_per_second"],
+                wall["originals_per_second"],
+            )
+            for wall in walls
+        ),
+    )
 
 
 def format_memory(results: Sequence[Measurement]) -> str:
-    lines = [
-        "| workload | rep | server | process | peak RSS MiB | cache bound MiB "
-        "| cached at end MiB | peak - cached MiB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for result in results:
-        for proc in result.memory:
-            cached = proc.get("cached_mib")
-            over = "" if cached is None else f"{float(proc['peak_rss_mib']) - cached:.1f}"
-            lines.append(
-                f"| {result.workload} | {result.rep + 1} | {result.server} | {proc['name']} "
-                f"| {proc['peak_rss_mib']} | {proc.get('bound_mib', '')} "
-                f"| {'' if cached is None else cached} | {over} |"
-            )
-    return "\n".join(lines)
+    header = (
+        "workload", "rep", "server", "process", "peak RSS MiB", "cache bound MiB",
+        "cached at end MiB", "peak - cached MiB",
+    )
+
+    def cells(result: Measurement, proc: dict[str, object]) -> tuple[object, ...]:
+        cached = proc.get("cached_mib")
+        over = None if cached is None else f"{float(proc['peak_rss_mib']) - cached:.1f}"
+        bound = proc.get("bound_mib", "")
+        return (result.workload, result.rep + 1, result.server, proc["name"],
+                proc["peak_rss_mib"], bound, cached, over)
+
+    return markdown(header, (cells(r, proc) for r in results for proc in r.memory))
 
 
 def format_quality(results: Sequence[Measurement]) -> str:
-    lines = [
-        "| workload | server | outputs checked | min SSIM | mean SSIM | below 0.98 "
-        "| max loss beyond JPEG q85 alone | failures |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for result in results:
-        q = result.quality
-        if q is None:
-            continue
-        lines.append(
-            f"| {result.workload} | {result.server} | {q['compared']}/{q['of']} | {q['min_ssim']} "
-            f"| {q['mean_ssim']} | {q['below_0.98']} | {q['max_loss_beyond_encoder']} "
-            f"| {len(q['failures'])} |"
-        )
-    return "\n".join(lines)
+    header = (
+        "workload", "server", "outputs checked", "min SSIM", "mean SSIM", "below 0.98",
+        "max loss beyond JPEG q85 alone", "failures",
+    )
+    return markdown(
+        header,
+        (
+            (
+                r.workload, r.server, f"{q['compared']}/{q['of']}", q["min_ssim"],
+                q["mean_ssim"], q["below_0.98"], q["max_loss_beyond_encoder"],
+                len(q["failures"]),
+            )
+            for r in results
+            if (q := r.quality) is not None
+        ),
+    )
 
 
 CACHE_GAUGE = re.compile(

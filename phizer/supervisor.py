@@ -241,8 +241,6 @@ class Supervisor:
             if c.restart_at is not None and not self._stopping
         ]
         due += [g.kill_at for g in self.retiring if g.kill_at is not None]
-        if any(g.retiring == "front" and g.children[0].pid is None for g in self.retiring):
-            return 0.0
         return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _wait_for_event(self, timeout: float | None) -> None:

@@ -95,10 +95,6 @@ class Supervisor:
         plan = Plan(self.listeners, self.child_main, self.stop_grace)
         self.current = _generation(1, plan)
 
-    @property
-    def children(self) -> list[Child]:
-        return self.current.children
-
     def run(self) -> int:
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)

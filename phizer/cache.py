@@ -41,6 +41,10 @@ class ByteLRU(Generic[V]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: str) -> bool:
+        """Whether ``key`` is held; unlike ``get``, neither counted nor refreshed."""
+        return key in self._entries
+
     def get(self, key: str) -> V | None:
         value = self._entries.get(key)
         if value is None:

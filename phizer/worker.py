@@ -99,8 +99,10 @@ class WorkerState:
         settings = self.config.settings
         resize = not exceeds(spec, settings.max_dimension)
         if decode and (resize or crop is not None):
-            # Requests that waited on the same fetch find the first one's decode.
-            decoded = self.decoded.get(path) or self._decode(path, original)
+            # Requests that waited on the same fetch find the first one's decode
+            # (their first look, before the fetch, already counted the miss).
+            cached = self.decoded.get(path) if path in self.decoded else None
+            decoded = cached or self._decode(path, original)
             if decoded is not None:
                 rendered = self.from_decoded(decoded, spec, crop, resize, offers)
                 if rendered is not None:

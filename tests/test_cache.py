@@ -35,6 +35,16 @@ def test_get_and_put():
     assert len(cache) == 1
 
 
+def test_membership_is_neither_counted_nor_refreshed():
+    cache = ByteLRU(2 * (Blob(10).nbytes + ENTRY_OVERHEAD + 1))
+    cache.put("a", Blob(10))
+    cache.put("b", Blob(10))
+    assert "a" in cache and "z" not in cache
+    assert (cache.stats.hits, cache.stats.misses) == (0, 0)
+    cache.put("c", Blob(10))  # "a" is still the least recently used
+    assert "a" not in cache and "b" in cache
+
+
 def test_size_counts_payload_key_and_overhead():
     cache: ByteLRU[Blob] = ByteLRU(10_000)
     cache.put("a", Blob(100))

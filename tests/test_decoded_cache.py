@@ -165,6 +165,7 @@ class TestDecodedCacheOverHttp(PoolTestCase):
         self.assertEqual(self.origin.counts["photo.jpg"], 1)
         self.assertEqual(caches, ["miss", "decoded", "decoded", "decoded"])
         self.assertEqual(self.state.decoded.stats.hits, 3)
+        self.assertEqual(self.state.decoded.stats.misses, 1)  # one miss, counted once
         self.assertEqual(len(self.state.decoded), 1)
 
     @gen_test(timeout=20)

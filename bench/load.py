@@ -49,7 +49,7 @@ from PIL import Image
 # The port picking of the end-to-end tests, from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.e2e_support import free_port_block
+from tests.ports import free_port_block
 
 HOST = "127.0.0.1"
 MIB = 1024 * 1024

@@ -29,7 +29,7 @@ from pathlib import Path
 # The port picking of the end-to-end tests, from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.e2e_support import free_port_block
+from tests.ports import free_port_block
 
 HOST = "127.0.0.1"
 BENCH = Path(__file__).resolve().parent

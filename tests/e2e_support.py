@@ -16,32 +16,26 @@ import ctypes
 import ctypes.util
 import http.client
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from tests.imagetools import encode, photo
+from tests.ports import HOST, free_port_block
 
-HOST = "127.0.0.1"
 READY_SECONDS = 20.0
 STOP_SECONDS = 15.0
 POLL_SECONDS = 0.02
-# Ports below the usual ephemeral range (32768-60999), so outgoing
-# connections of this machine rarely take the block we picked.
-PORT_RANGE = (15000, 32000)
-PORT_ATTEMPTS = 50
 START_ATTEMPTS = 5
 
 DEFAULT_SIZES = {
@@ -202,28 +196,6 @@ def run_cli(args: Sequence[str], timeout: float = 15.0, cwd: str | None = None) 
     finally:
         _kill_group(process.pid)
     return CliResult(process.returncode, stdout, stderr)
-
-
-def free_port_block(count: int, exclude: Iterable[int] = ()) -> int:
-    """A port p such that p..p+count-1 are all bindable on 127.0.0.1 right now."""
-    excluded = set(exclude)
-    for _ in range(PORT_ATTEMPTS):
-        base = random.randint(PORT_RANGE[0], PORT_RANGE[1] - count)
-        block = range(base, base + count)
-        if excluded.intersection(block):
-            continue
-        if all(_bindable(port) for port in block):
-            return base
-    raise RuntimeError(f"no block of {count} free ports found")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def worker_for(filename: str, num_workers: int) -> int:

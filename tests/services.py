@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_support import HOST, free_port_block
+from tests.ports import HOST, free_port_block
 
 REQUIRE_ENV = "PHIZER_REQUIRE_SERVICES"
 READY_SECONDS = 10.0

@@ -140,6 +140,49 @@ def has_headroom(
     )
 
 
+def level_sizes(
+    width: int, height: int, specs: Iterable[SizeSpec], max_dimension: int
+) -> list[tuple[int, int]]:
+    """The whole-image output sizes of the configured sizes that are smaller
+    than a ``width`` x ``height`` source, largest first, each once.
+
+    These are the levels a decoded original is kept at: every size that is
+    one of them is encoded without resizing, and the others (crops, squares)
+    are made from the smallest level that still has headroom.
+    """
+    sizes = set()
+    for spec in specs:
+        if exceeds(spec, max_dimension):
+            continue
+        plan = plan_resize(width, height, spec)
+        out_w, out_h = plan.size
+        smaller = out_w <= width and out_h <= height and (out_w, out_h) != (width, height)
+        if smaller and is_whole(plan, (width, height)):
+            sizes.add((out_w, out_h))
+    return sorted(sizes, key=lambda size: (size[0] * size[1], size), reverse=True)
+
+
+def is_whole(plan: ResizePlan, full: tuple[int, int]) -> bool:
+    """Whether ``plan`` takes the whole ``full`` image (no crop)."""
+    return plan.box == (0, 0, full[0], full[1])
+
+
+def pick_level(
+    levels: Iterable[tuple[int, int]], plan: ResizePlan, full: tuple[int, int]
+) -> int | None:
+    """Index of the smallest level ``plan`` can be made from: one that is its
+    whole-image output already, or one with 2x headroom; None if none is."""
+    best: int | None = None
+    best_area = 0
+    for index, size in enumerate(levels):
+        exact = size == plan.size and is_whole(plan, full)
+        if exact or has_headroom(plan, full, size):
+            area = size[0] * size[1]
+            if best is None or area < best_area:
+                best, best_area = index, area
+    return best
+
+
 def scale_box(box: Box, from_size: tuple[int, int], to_size: tuple[int, int]) -> Box:
     """Map a box on an image of ``from_size`` onto the same image at ``to_size``."""
     fx = to_size[0] / from_size[0]

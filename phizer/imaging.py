@@ -28,7 +28,10 @@ from phizer.formats import ALLOWED_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES, cho
 from phizer.geometry import (
     ResizePlan,
     draft_size,
-    has_headroom,
+    exceeds,
+    is_whole,
+    level_sizes,
+    pick_level,
     plan_crop_only,
     plan_resize,
     scale_box,
@@ -69,11 +72,8 @@ _REFUSED_SIGNATURES = (
 # ISO base media brands that are AVIF; other HEIF brands (HEIC) are refused.
 _AVIF_BRANDS = (b"avif", b"avis")
 DEFAULT_MAX_PIXELS = 50_000_000
-# A decoded original this much wider than its working size is reduced to it.
+# A decode kept this much wider than its working size is reduced to it.
 WORKING_SLACK = 1.15
-# LANCZOS here too: on real photos an area (box) reduction cost up to 0.01
-# SSIM after the final resize; LANCZOS costs ~8 ms more, once per original.
-WORKING_FILTER = Image.Resampling.LANCZOS
 # Same-looking result as a plain LANCZOS resize, several times faster.
 REDUCING_GAP = 3.0
 LANCZOS = Image.Resampling.LANCZOS
@@ -178,10 +178,10 @@ def render(
 
 @dataclass(frozen=True)
 class DecodedOriginal:
-    """An original decoded once, upright, at the working size that every
-    configured size needs, so each size is made without decoding again."""
+    """An original decoded once, upright, and kept at the levels every
+    configured size is made from, so no size needs another decode."""
 
-    pixels: Image.Image
+    levels: tuple[Image.Image, ...]  # largest first
     full_size: tuple[int, int]  # upright, at full resolution
     source_format: str
     has_alpha: bool
@@ -191,9 +191,11 @@ class DecodedOriginal:
     @property
     def nbytes(self) -> int:
         # Pillow keeps every multi-band pixel in 4 bytes (RGB as RGBX).
-        width, height = self.pixels.size
-        depth = 1 if self.pixels.mode in ("1", "L", "P") else 4
-        return width * height * depth + len(self.icc_profile or b"")
+        pixels = sum(
+            image.width * image.height * (1 if image.mode in ("1", "L", "P") else 4)
+            for image in self.levels
+        )
+        return pixels + len(self.icc_profile or b"")
 
 
 def decode_original(
@@ -203,9 +205,11 @@ def decode_original(
     max_dimension: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> DecodedOriginal | None:
-    """Decode ``data`` at the smallest size every uncropped configured size
-    can be made from with LANCZOS and 2x headroom; ``None`` for animations
-    served animated (they are made frame by frame per request)."""
+    """Decode ``data`` once, at the smallest DCT scale from which every
+    configured size can be made with LANCZOS and 2x headroom, and reduce it
+    to the levels those sizes need; ``None`` for animations served animated
+    (they are made frame by frame per request)."""
+    specs = list(specs)
     image = open_image(data, max_pixels)
     if options.animated:
         with _decoding():
@@ -219,14 +223,44 @@ def decode_original(
     icc_profile = image.info.get("icc_profile")
     pixels = decode(image, wanted, orientation)
     with _decoding():
+        levels = _levels(pixels, upright, wanted, specs, max_dimension)
+    return DecodedOriginal(levels, upright, source_format, alpha, icc_profile, metadata)
+
+
+def _levels(
+    pixels: Image.Image,
+    full: tuple[int, int],
+    wanted: tuple[int, int],
+    specs: list[SizeSpec],
+    max_dimension: int,
+) -> tuple[Image.Image, ...]:
+    """The decode reduced, largest first, to each configured size's whole-image
+    output, each level made from the smallest earlier one with 2x headroom
+    (a LANCZOS cascade: one pass over the large decode, then small ones).
+
+    The decode itself is kept, at the working size, only when some
+    configured size (a crop) cannot be made from the smaller levels.
+    Images with alpha keep just the decode: a cascade would round their
+    premultiplied colours once per level.
+    """
+    if pixels.mode not in ("L", "RGB", "CMYK"):
+        return (pixels,)
+    sizes = level_sizes(*full, specs, max_dimension)
+    keep_decode = not sizes or any(
+        pick_level(sizes, plan_resize(*full, spec), full) is None
+        for spec in specs
+        if not exceeds(spec, max_dimension)
+    )
+    if keep_decode and pixels.width > wanted[0] * WORKING_SLACK:
         # DCT scaling only halves, so the decode can be up to twice the
-        # working size on each side: one more reduction takes the rest of the
-        # way, keeping the cache and every later resize small (alpha is left
-        # to the final LANCZOS, which weights colour by opacity).
-        reducible = pixels.mode in ("L", "RGB", "CMYK")
-        if reducible and pixels.width > wanted[0] * WORKING_SLACK:
-            pixels = pixels.resize(wanted, WORKING_FILTER)
-    return DecodedOriginal(pixels, upright, source_format, alpha, icc_profile, metadata)
+        # working size on each side: reduce it before keeping it.
+        pixels = pixels.resize(wanted, LANCZOS)
+    levels = [pixels]
+    for size in sizes:
+        source = pick_level([level.size for level in levels], ResizePlan((0, 0, *full), size), full)
+        if source is not None:
+            levels.append(levels[source].resize(size, LANCZOS, reducing_gap=REDUCING_GAP))
+    return tuple(levels if keep_decode else levels[1:])
 
 
 def render_decoded(
@@ -238,19 +272,24 @@ def render_decoded(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     offers: tuple[str, ...] = (),
 ) -> Rendered | None:
-    """``render`` from a decoded original; ``None`` when the decoded image is
-    too small for this request (a tight crop, or a size at source scale)."""
+    """``render`` from a decoded original; ``None`` when no level of it is
+    large enough for this request (a tight crop, or a size at source scale)."""
     full = decoded.full_size
     plan = plan_resize(*full, spec, crop) if resize else plan_crop_only(*full, crop)
-    if not has_headroom(plan, full, decoded.pixels.size):
+    index = pick_level([level.size for level in decoded.levels], plan, full)
+    if index is None:
         return None
     check_pixels(full, plan.size, 1, max_pixels)
     output_format = choose_format(
         decoded.source_format, spec.output_format, offers, False, decoded.has_alpha
     )
-    box = scale_box(plan.box, full, decoded.pixels.size)
+    level = decoded.levels[index]
     with _decoding():
-        pixels = decoded.pixels.resize(plan.size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+        if level.size == plan.size and is_whole(plan, full):
+            pixels = level.copy()  # the encoder may change what it is given
+        else:
+            box = scale_box(plan.box, full, level.size)
+            pixels = level.resize(plan.size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)
     return _finish(pixels, decoded.icc_profile, decoded.metadata, output_format, spec, options)
 
 

@@ -60,7 +60,8 @@ class WorkerState:
             0 if settings.disable_cache else settings.client_cache_size
         )
         self.fetches: SingleFlight[Original] = SingleFlight()
-        # Originals decoded at the working size (see imaging.decode_original).
+        # Originals decoded once, kept at the levels every size is made from
+        # (see imaging.decode_original).
         self.decoded: ByteLRU[DecodedOriginal] = ByteLRU(
             0 if settings.disable_cache else settings.decoded_cache_size
         )

@@ -12,7 +12,7 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 import phizer.worker as worker_module
-from phizer.geometry import has_headroom, plan_resize, working_size
+from phizer.geometry import has_headroom, level_sizes, pick_level, plan_resize, working_size
 from phizer.imaging import OutputOptions, decode_original, render, render_decoded
 from phizer.sizes import parse_size_spec
 from phizer.urls import Crop
@@ -83,14 +83,47 @@ def test_a_tight_crop_has_no_headroom_at_the_working_size() -> None:
 # --- imaging ----------------------------------------------------------------------
 
 
+def test_level_sizes_are_the_whole_image_outputs_largest_first() -> None:
+    # t96 (square) and p200 (portrait, cropped) take part of the image: no level.
+    assert level_sizes(2400, 1600, SPECS.values(), MAX_DIMENSION) == [(640, 426), (220, 146)]
+    # Sizes the source already fits in are no level; nor are sizes at max_dimension.
+    assert level_sizes(500, 400, SPECS.values(), MAX_DIMENSION) == [(220, 176)]
+
+
+def test_pick_level_takes_the_exact_output_or_the_smallest_with_headroom() -> None:
+    full = (2400, 1600)
+    levels = [(1280, 854), (640, 426), (220, 146)]
+    assert pick_level(levels, plan_resize(*full, SPECS["m640"]), full) == 1  # exact
+    assert pick_level(levels, plan_resize(*full, SPECS["s220"]), full) == 2  # exact
+    # 96 square needs 192 source pixels: the 640 level has 426.
+    assert pick_level(levels, plan_resize(*full, SPECS["t96"]), full) == 1
+    # 200x300 portrait needs 600 rows: only the working-size decode has them.
+    assert pick_level(levels, plan_resize(*full, SPECS["p200"]), full) == 0
+    assert pick_level(levels[1:], plan_resize(*full, SPECS["p200"]), full) is None
+
+
 def test_decoded_original_is_small_and_upright() -> None:
     decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
     assert decoded is not None
     assert decoded.full_size == FULL
-    # Kept at the working size: DCT scaling, then an area reduction.
-    assert decoded.pixels.size == working_size(*FULL, SPECS.values(), MAX_DIMENSION)
+    # p200 needs more than the levels: the decode is kept, reduced to the
+    # working size (DCT scaling, then LANCZOS), and the levels follow it.
+    working = working_size(*FULL, SPECS.values(), MAX_DIMENSION)
+    sizes = [level.size for level in decoded.levels]
+    assert sizes == [working, *level_sizes(*FULL, SPECS.values(), MAX_DIMENSION)]
     # Counted as Pillow holds it: 4 bytes per RGB pixel.
-    assert decoded.nbytes == decoded.pixels.width * decoded.pixels.height * 4
+    assert decoded.nbytes == sum(width * height * 4 for width, height in sizes)
+
+
+def test_the_decode_is_dropped_when_every_size_is_made_from_a_level() -> None:
+    specs = [SPECS["t96"], SPECS["s220"], SPECS["m640"]]
+    decoded = decode_original(JPEG, specs, OPTIONS, MAX_DIMENSION)
+    assert decoded is not None
+    assert [level.size for level in decoded.levels] == [(640, 426), (220, 146)]
+    made = {spec.code: render_decoded(decoded, spec, None, OPTIONS) for spec in specs}
+    assert all(made.values())
+    # The exact level is encoded as it is, so a repeat gives the same bytes.
+    assert render_decoded(decoded, SPECS["m640"], None, OPTIONS) == made["m640"]
 
 
 @pytest.mark.parametrize("code", ["t96", "s220", "p200", "m640"])
@@ -98,7 +131,7 @@ def test_every_size_from_the_decoded_original_matches_a_full_decode(code: str) -
     # PNG output, so only the resampling path is compared (no lossy encoder).
     spec = AS_PNG[code]
     decoded = decode_original(JPEG, AS_PNG.values(), OPTIONS, MAX_DIMENSION)
-    assert decoded is not None and decoded.pixels.width < FULL[0]
+    assert decoded is not None and decoded.levels[0].width < FULL[0]
     made = render_decoded(decoded, spec, None, OPTIONS)
     assert made is not None and made.content_type == "image/png"
     fast = decode(made.data)
@@ -108,6 +141,16 @@ def test_every_size_from_the_decoded_original_matches_a_full_decode(code: str) -
     reference = source.resize(plan.size, Image.Resampling.LANCZOS, box=plan.box)
     assert fast.size == reference.size
     assert ssim(fast, reference) >= 0.98
+
+
+def test_images_with_alpha_keep_only_the_decode() -> None:
+    # A cascade would round premultiplied colours once per level.
+    rgba = _source(1200, 800).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((1200, 800)))
+    specs = [SPECS["s220"], SPECS["m640"]]
+    decoded = decode_original(encode(rgba, "PNG"), specs, OPTIONS, MAX_DIMENSION)
+    assert decoded is not None
+    assert [(level.mode, level.size) for level in decoded.levels] == [("RGBA", (1200, 800))]
 
 
 def test_render_decoded_declines_what_needs_more_pixels() -> None:

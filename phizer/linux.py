@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import resource
@@ -47,17 +48,31 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
-def return_large_frees(threshold: int = 1 << 20) -> None:
-    """Have glibc map allocations of ``threshold`` bytes or more on their own,
-    so a freed decode buffer goes back to the system at once.
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
-    By default glibc raises its mmap threshold after large frees, and later
-    decode buffers then come from a heap that never shrinks: a worker's RSS
-    would keep the high-water mark of every decode on top of its caches.
+
+def tune_allocator(threshold: int) -> None:
+    """Have glibc map allocations of ``threshold`` bytes or more on their own
+    (returned to the system the moment they are freed) and give back free
+    heap memory above ``threshold`` at once.
+
+    Left to itself glibc raises its mmap threshold after large frees, up to
+    32 MiB, and later buffers then come from a heap that only shrinks from
+    the top: RSS would keep the high-water mark of every decode on top of
+    the caches. A small threshold returns every buffer but makes each decode
+    fault its buffers in afresh; a large one keeps them for the next decode
+    and leaves returning them to ``release_free_memory``.
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = _libc()
         libc.mallopt(_M_MMAP_THRESHOLD, threshold)
         libc.mallopt(_M_TRIM_THRESHOLD, threshold)
     except (OSError, AttributeError):
         pass
+
+
+def release_free_memory() -> None:
+    """Give every free page of the heap back to the system (malloc_trim(3))."""
+    with contextlib.suppress(OSError, AttributeError):
+        _libc().malloc_trim(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
@@ -26,6 +27,8 @@ class InFlight:
 
     def __init__(self) -> None:
         self.count = 0
+        self.finished = 0
+        self.last_finish = 0.0  # time.monotonic() of the last request's end
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -36,6 +39,8 @@ class InFlight:
 
     def leave(self) -> None:
         self.count = max(0, self.count - 1)
+        self.finished += 1
+        self.last_finish = time.monotonic()
         if self.count == 0:
             self._idle.set()
 

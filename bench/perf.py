@@ -2,7 +2,7 @@
 """phizer and thumbor side by side: the same photos, sizes and quality, one machine.
 
     python bench/perf.py [--quick] [--reps N] [--workloads W1,W3] [--profile]
-                         [--phizer-ref REF] [--set KEY=VALUE ...]
+                         [--workers N] [--phizer-ref REF] [--set KEY=VALUE ...]
 
 Builds bench/.venv-thumbor (thumbor 7.8) and bench/.venv-phizer (phizer
 from the working tree, the Pillow version thumbor uses, the bench's
@@ -12,6 +12,11 @@ wrk (bench/wrk/urls.lua) drives each server with 16 connections, both
 servers keep connections alive. Every workload starts a fresh server, and
 the two servers never run at the same time; the order alternates between
 repetitions.
+
+phizer runs --workers workers (default twice thumbor's --processes, which
+is the number of cores): it routes every photo to one worker by
+crc32(name), so with as many workers as cores a burst whose photos hash
+alike leaves a core idle; more workers let the kernel spread them.
 
 - W1: every (photo, size) once, shuffled, the originals already fetched
   (each requested once beforehand at 64x64 by both servers, which leaves
@@ -93,6 +98,7 @@ class Options:
     hot_seconds: float
     connections: int
     processes: int
+    workers: int
     wall_rounds: int
     ssim_sample: int
     workloads: tuple[str, ...]
@@ -116,7 +122,10 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--hot-seconds", type=float, help="W2 duration (default 10, --quick 3)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
-        "--processes", type=int, default=2, help="phizer workers, thumbor processes, wall pool"
+        "--processes", type=int, default=2, help="thumbor processes (cores), wall pool"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="phizer num_workers (default: twice --processes)"
     )
     parser.add_argument(
         "--ssim-sample", type=int, default=0, help="check only N phizer outputs (0: all)"
@@ -168,6 +177,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         hot_seconds=pick(args.hot_seconds, 10.0, 3.0),
         connections=args.connections,
         processes=args.processes,
+        workers=args.workers or 2 * args.processes,
         wall_rounds=1 if quick else 3,
         ssim_sample=args.ssim_sample,
         workloads=workloads,
@@ -257,6 +267,7 @@ class Measurement:
     statuses: dict[str, int]
     warm_seconds: float | None = None
     cpu_cores: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # per server process
     memory: list[dict[str, object]] = field(default_factory=list)
     cache_metrics: list[str] = field(default_factory=list)
     quality: dict[str, object] | None = None
@@ -339,18 +350,29 @@ class CpuSnapshot:
     server: float
     nginx: float
     wrk: float
+    processes: dict[int, tuple[str, float]]  # pid -> (name, CPU seconds)
 
     @staticmethod
     def take(server: Resizer, nginx: Nginx) -> CpuSnapshot:
         import resource
 
+        processes = {pid: (servers.comm(pid), servers.cpu_seconds(pid)) for pid in server.pids()}
         return CpuSnapshot(
             time.monotonic(),
             servers.machine_busy_seconds(),
-            sum(servers.cpu_seconds(pid) for pid in server.pids()),
+            sum(seconds for _, seconds in processes.values()),
             sum(servers.cpu_seconds(pid) for pid in nginx.pids()),
             sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]),
+            processes,
         )
+
+    def seconds_until(self, later: CpuSnapshot) -> dict[str, float]:
+        """CPU seconds each server process used in between, by process name."""
+        used: dict[str, float] = {}
+        for pid, (name, seconds) in later.processes.items():
+            before = self.processes.get(pid, (name, 0.0))[1]
+            used[name] = round(used.get(name, 0.0) + seconds - before, 3)
+        return used
 
     def cores_until(self, later: CpuSnapshot) -> dict[str, float]:
         """Average cores busy in between: ours, and everything else on the machine."""
@@ -410,7 +432,7 @@ def make_server(
 ) -> Resizer:
     settings = server_options(workload, origin, options)
     if name == "phizer":
-        return Phizer(workdir, nginx.port, SIZES, QUALITY, options.processes, settings)
+        return Phizer(workdir, nginx.port, SIZES, QUALITY, options.workers, settings)
     return Thumbor(workdir, nginx.port, SIZES, QUALITY, options.processes, settings)
 
 
@@ -445,9 +467,11 @@ def run_workload(
         else:
             bound = min(600.0, 60.0 + len(paths) / 2.0)
             raw = run_wrk(server.port, paths, "once", bound, options, workdir)
-        cpu = before.cores_until(CpuSnapshot.take(server, nginx))
+        after = CpuSnapshot.take(server, nginx)
+        cpu = before.cores_until(after)
         result = measurement(workload, server.name, rep, raw)
         result.cpu_cores = cpu
+        result.cpu_seconds = before.seconds_until(after)
         if profiler is not None:
             result.profile, profiler = profiler.stop(), None
         result.warm_seconds = None if warm is None else round(warm, 2)

@@ -567,7 +567,6 @@ class Thumbor(Resizer):
         return package_version(THUMBOR_VENV, "thumbor")
 
 
-DECODED_CACHE_BYTES = 320 * MIB
 
 
 class Phizer(Resizer):
@@ -609,8 +608,6 @@ class Phizer(Resizer):
             "keep_alive": "true",
             "client_cache_size": str(options.cache_bytes),
             "resized_cache_size": str(options.result_cache_bytes if options.result_cache else 0),
-            # Room for every photo's working-size decode (about 4.4 MB each).
-            "decoded_cache_size": str(DECODED_CACHE_BYTES),
             "max_source_bytes": str(256 * MIB),
             "log_level": "WARN",
             "log_level_worker": "WARN",

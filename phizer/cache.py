@@ -37,6 +37,9 @@ class ByteLRU(Generic[V]):
         self.size = 0
         self.stats = CacheStats()
         self._entries: OrderedDict[str, V] = OrderedDict()
+        # What each entry cost when stored: a value may grow while cached
+        # (a decoded original gains levels); putting it again recounts it.
+        self._costs: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -61,17 +64,17 @@ class ByteLRU(Generic[V]):
             return False
         self.discard(key)
         while self.size + cost > self.capacity:
-            old_key, old_value = self._entries.popitem(last=False)
-            self.size -= _cost(old_key, old_value)
+            old_key, _ = self._entries.popitem(last=False)
+            self.size -= self._costs.pop(old_key)
             self.stats.evictions += 1
         self._entries[key] = value
+        self._costs[key] = cost
         self.size += cost
         return True
 
     def discard(self, key: str) -> None:
-        value = self._entries.pop(key, None)
-        if value is not None:
-            self.size -= _cost(key, value)
+        if self._entries.pop(key, None) is not None:
+            self.size -= self._costs.pop(key)
 
 
 def _cost(key: str, value: Sized) -> int:

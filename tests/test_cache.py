@@ -326,3 +326,35 @@ def test_a_cancelled_waiter_does_not_cancel_the_shared_call():
         return results
 
     assert asyncio.run(main()) == [("done", False), ("done", True)]
+
+
+class Growing:
+    """A value whose size changes while it is cached (like a decoded original)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+
+
+def test_a_value_that_grew_is_recounted_when_put_again() -> None:
+    cache: ByteLRU[Growing] = ByteLRU(10_000)
+    value = Growing(100)
+    cache.put("k", value)
+    value.nbytes = 900
+    assert cache.size == 100 + 1 + ENTRY_OVERHEAD  # as stored
+    cache.put("k", value)
+    assert cache.size == 900 + 1 + ENTRY_OVERHEAD
+    value.nbytes = 5000  # grew again, then dropped before being recounted
+    cache.discard("k")
+    assert cache.size == 0 and len(cache) == 0
+
+
+def test_eviction_takes_back_what_an_entry_cost_when_stored() -> None:
+    cost = 400 + 1 + ENTRY_OVERHEAD
+    cache: ByteLRU[Growing] = ByteLRU(2 * cost)
+    first = Growing(400)
+    cache.put("a", first)
+    cache.put("b", Growing(400))
+    first.nbytes = 10  # shrank (never recounted) before it is evicted
+    cache.put("c", Growing(400))
+    assert "a" not in cache
+    assert cache.size == 2 * cost

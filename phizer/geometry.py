@@ -142,14 +142,10 @@ def has_headroom(
 
 def level_sizes(
     width: int, height: int, specs: Iterable[SizeSpec], max_dimension: int
-) -> list[tuple[int, int]]:
+) -> tuple[tuple[int, int], ...]:
     """The whole-image output sizes of the configured sizes that are smaller
-    than a ``width`` x ``height`` source, largest first, each once.
-
-    These are the levels a decoded original is kept at: every size that is
-    one of them is encoded without resizing, and the others (crops, squares)
-    are made from the smallest level that still has headroom.
-    """
+    than a ``width`` x ``height`` source, largest first, each once: the
+    levels a decoded original may be kept at."""
     sizes = set()
     for spec in specs:
         if exceeds(spec, max_dimension):
@@ -159,7 +155,7 @@ def level_sizes(
         smaller = out_w <= width and out_h <= height and (out_w, out_h) != (width, height)
         if smaller and is_whole(plan, (width, height)):
             sizes.add((out_w, out_h))
-    return sorted(sizes, key=lambda size: (size[0] * size[1], size), reverse=True)
+    return tuple(sorted(sizes, key=lambda size: (size[0] * size[1], size), reverse=True))
 
 
 def is_whole(plan: ResizePlan, full: tuple[int, int]) -> bool:

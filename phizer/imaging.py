@@ -15,7 +15,7 @@ import struct
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
@@ -28,9 +28,7 @@ from phizer.formats import ALLOWED_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES, cho
 from phizer.geometry import (
     ResizePlan,
     draft_size,
-    exceeds,
     is_whole,
-    level_sizes,
     pick_level,
     plan_crop_only,
     plan_resize,
@@ -72,8 +70,8 @@ _REFUSED_SIGNATURES = (
 # ISO base media brands that are AVIF; other HEIF brands (HEIC) are refused.
 _AVIF_BRANDS = (b"avif", b"avis")
 DEFAULT_MAX_PIXELS = 50_000_000
-# A decode kept this much wider than its working size is reduced to it.
-WORKING_SLACK = 1.15
+# Modes whose whole-image outputs are kept as levels (no alpha, see level()).
+LEVEL_MODES = ("L", "RGB", "CMYK")
 # Same-looking result as a plain LANCZOS resize, several times faster.
 REDUCING_GAP = 3.0
 LANCZOS = Image.Resampling.LANCZOS
@@ -176,26 +174,95 @@ def render(
     return _finish(pixels, icc_profile, metadata, output_format, spec, options)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class DecodedOriginal:
-    """An original decoded once, upright, and kept at the levels every
-    configured size is made from, so no size needs another decode."""
+    """An original decoded once, upright, at the smallest DCT scale from
+    which every configured size is made by LANCZOS with 2x headroom, and the
+    levels made from it so far, so no size needs another decode.
 
-    levels: tuple[Image.Image, ...]  # largest first
+    A level is a configured size's whole-image output. It is kept once
+    made: a request for that size is then only encoded, and smaller sizes
+    are made from it (a LANCZOS cascade over small images) instead of from
+    the large decode. The decode itself (``base``) is let go once the levels
+    serve every configured size.
+    """
+
+    base: Image.Image | None
     full_size: tuple[int, int]  # upright, at full resolution
     source_format: str
     has_alpha: bool
     icc_profile: bytes | None
     metadata: Metadata
+    levels: dict[tuple[int, int], Image.Image] = field(default_factory=dict)
+    # The configured sizes' whole-image outputs (geometry.level_sizes): what
+    # a level may be made through.
+    planned: tuple[tuple[int, int], ...] = ()
 
     @property
     def nbytes(self) -> int:
-        # Pillow keeps every multi-band pixel in 4 bytes (RGB as RGBX).
-        pixels = sum(
-            image.width * image.height * (1 if image.mode in ("1", "L", "P") else 4)
-            for image in self.levels
-        )
-        return pixels + len(self.icc_profile or b"")
+        return sum(_pixel_bytes(image) for image in self.images) + len(self.icc_profile or b"")
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """The decode (while kept) and the levels made so far."""
+        levels = list(self.levels.values())
+        return levels if self.base is None else [self.base, *levels]
+
+    def source_for(self, plan: ResizePlan) -> Image.Image | None:
+        """The smallest image ``plan`` can be made from, if any is large enough."""
+        images = self.images
+        index = pick_level([image.size for image in images], plan, self.full_size)
+        return None if index is None else images[index]
+
+    def level(self, size: tuple[int, int]) -> Image.Image | None:
+        """The whole image at ``size``, made (and kept) from the smallest image
+        with 2x headroom; None when none has it. Images with alpha get no
+        levels: a cascade would round their premultiplied colours each time."""
+        if size in self.levels:
+            return self.levels[size]
+        full_w, full_h = self.full_size
+        smaller = size[0] <= full_w and size[1] <= full_h and size != self.full_size
+        if not smaller or not self.levelable:
+            return None
+        plan = ResizePlan((0, 0, *self.full_size), size)
+        source = self.source_for(plan)
+        if source is None:
+            return None
+        if source is self.base:
+            # Rather than another pass over the large decode, go through the
+            # next larger configured size (made once, then kept): a cascade.
+            larger = [other for other in self.planned if other[0] * other[1] > size[0] * size[1]]
+            through = pick_level(larger, plan, self.full_size)
+            if through is not None:
+                source = self.level(larger[through]) or source
+        with _decoding():
+            made = source.resize(size, LANCZOS, reducing_gap=REDUCING_GAP)
+        self.levels[size] = made
+        return made
+
+    @property
+    def levelable(self) -> bool:
+        # Only a levelable decode ever gets levels, and only then is it let go.
+        return self.base is None or self.base.mode in LEVEL_MODES
+
+    def release_base(self, plans: Iterable[ResizePlan]) -> None:
+        """Let the decode go if the levels can make every one of ``plans``
+        (the configured sizes): it is most of the bytes kept."""
+        sizes = [level.size for level in self.levels.values()]
+        if sizes and all(pick_level(sizes, plan, self.full_size) is not None for plan in plans):
+            self.base = None
+
+    def prepare(self, plans: Iterable[ResizePlan]) -> None:
+        """Make the levels of the whole-image ``plans`` (sizes asked for at
+        once), largest first, so each is made from the one before it."""
+        sizes = {plan.size for plan in plans if is_whole(plan, self.full_size)}
+        for size in sorted(sizes, key=lambda size: size[0] * size[1], reverse=True):
+            self.level(size)
+
+
+def _pixel_bytes(image: Image.Image) -> int:
+    # Pillow keeps every multi-band pixel in 4 bytes (RGB as RGBX).
+    return image.width * image.height * (1 if image.mode in ("1", "L", "P") else 4)
 
 
 def decode_original(
@@ -206,10 +273,8 @@ def decode_original(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> DecodedOriginal | None:
     """Decode ``data`` once, at the smallest DCT scale from which every
-    configured size can be made with LANCZOS and 2x headroom, and reduce it
-    to the levels those sizes need; ``None`` for animations served animated
-    (they are made frame by frame per request)."""
-    specs = list(specs)
+    configured size can be made with LANCZOS and 2x headroom; ``None`` for
+    animations served animated (they are made frame by frame per request)."""
     image = open_image(data, max_pixels)
     if options.animated:
         with _decoding():
@@ -222,45 +287,7 @@ def decode_original(
     source_format, alpha = image.format or "", has_alpha(image)
     icc_profile = image.info.get("icc_profile")
     pixels = decode(image, wanted, orientation)
-    with _decoding():
-        levels = _levels(pixels, upright, wanted, specs, max_dimension)
-    return DecodedOriginal(levels, upright, source_format, alpha, icc_profile, metadata)
-
-
-def _levels(
-    pixels: Image.Image,
-    full: tuple[int, int],
-    wanted: tuple[int, int],
-    specs: list[SizeSpec],
-    max_dimension: int,
-) -> tuple[Image.Image, ...]:
-    """The decode reduced, largest first, to each configured size's whole-image
-    output, each level made from the smallest earlier one with 2x headroom
-    (a LANCZOS cascade: one pass over the large decode, then small ones).
-
-    The decode itself is kept, at the working size, only when some
-    configured size (a crop) cannot be made from the smaller levels.
-    Images with alpha keep just the decode: a cascade would round their
-    premultiplied colours once per level.
-    """
-    if pixels.mode not in ("L", "RGB", "CMYK"):
-        return (pixels,)
-    sizes = level_sizes(*full, specs, max_dimension)
-    keep_decode = not sizes or any(
-        pick_level(sizes, plan_resize(*full, spec), full) is None
-        for spec in specs
-        if not exceeds(spec, max_dimension)
-    )
-    if keep_decode and pixels.width > wanted[0] * WORKING_SLACK:
-        # DCT scaling only halves, so the decode can be up to twice the
-        # working size on each side: reduce it before keeping it.
-        pixels = pixels.resize(wanted, LANCZOS)
-    levels = [pixels]
-    for size in sizes:
-        source = pick_level([level.size for level in levels], ResizePlan((0, 0, *full), size), full)
-        if source is not None:
-            levels.append(levels[source].resize(size, LANCZOS, reducing_gap=REDUCING_GAP))
-    return tuple(levels if keep_decode else levels[1:])
+    return DecodedOriginal(pixels, upright, source_format, alpha, icc_profile, metadata)
 
 
 def render_decoded(
@@ -272,24 +299,24 @@ def render_decoded(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     offers: tuple[str, ...] = (),
 ) -> Rendered | None:
-    """``render`` from a decoded original; ``None`` when no level of it is
+    """``render`` from a decoded original; ``None`` when no image of it is
     large enough for this request (a tight crop, or a size at source scale)."""
     full = decoded.full_size
     plan = plan_resize(*full, spec, crop) if resize else plan_crop_only(*full, crop)
-    index = pick_level([level.size for level in decoded.levels], plan, full)
-    if index is None:
+    level = decoded.level(plan.size) if resize and is_whole(plan, full) else None
+    source = level or decoded.source_for(plan)
+    if source is None:
         return None
     check_pixels(full, plan.size, 1, max_pixels)
     output_format = choose_format(
         decoded.source_format, spec.output_format, offers, False, decoded.has_alpha
     )
-    level = decoded.levels[index]
     with _decoding():
-        if level.size == plan.size and is_whole(plan, full):
-            pixels = level.copy()  # the encoder may change what it is given
+        if source.size == plan.size and is_whole(plan, full):
+            pixels = source.copy()  # the encoder may change what it is given
         else:
-            box = scale_box(plan.box, full, level.size)
-            pixels = level.resize(plan.size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+            box = scale_box(plan.box, full, source.size)
+            pixels = source.resize(plan.size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)
     return _finish(pixels, decoded.icc_profile, decoded.metadata, output_format, spec, options)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
@@ -14,7 +16,7 @@ from phizer.cache import ByteLRU
 from phizer.coalesce import SingleFlight
 from phizer.config import Config
 from phizer.errors import NotFound
-from phizer.geometry import exceeds
+from phizer.geometry import exceeds, level_sizes, plan_resize
 from phizer.imaging import (
     DecodedOriginal,
     OutputOptions,
@@ -60,6 +62,9 @@ class WorkerState:
             0 if settings.disable_cache else settings.client_cache_size
         )
         self.fetches: SingleFlight[Original] = SingleFlight()
+        # The sizes (uncropped) of the requests waiting for each original: the
+        # one that decodes it makes all their levels at once, largest first.
+        self.waiting: dict[str, list[SizeSpec]] = {}
         # Originals decoded once, kept at the levels every size is made from
         # (see imaging.decode_original).
         self.decoded: ByteLRU[DecodedOriginal] = ByteLRU(
@@ -72,6 +77,7 @@ class WorkerState:
 
     def from_decoded(
         self,
+        path: str,
         decoded: DecodedOriginal,
         spec: SizeSpec,
         crop: Crop | None,
@@ -81,7 +87,11 @@ class WorkerState:
         if not resize and crop is None:
             return None  # the original's bytes are served untouched
         max_pixels = self.config.settings.max_source_pixels
-        return render_decoded(decoded, spec, crop, self.output, resize, max_pixels, offers)
+        levels = len(decoded.levels)
+        rendered = render_decoded(decoded, spec, crop, self.output, resize, max_pixels, offers)
+        if len(decoded.levels) != levels and path in self.decoded:
+            self._keep(path, decoded)  # it gained a level
+        return rendered
 
     def from_original(
         self,
@@ -105,7 +115,7 @@ class WorkerState:
             cached = self.decoded.get(path) if path in self.decoded else None
             decoded = cached or self._decode(path, original)
             if decoded is not None:
-                rendered = self.from_decoded(decoded, spec, crop, resize, offers)
+                rendered = self.from_decoded(path, decoded, spec, crop, resize, offers)
                 if rendered is not None:
                     return rendered
         return render(
@@ -130,8 +140,38 @@ class WorkerState:
             settings.max_source_pixels,
         )
         if decoded is not None:
-            self.decoded.put(path, decoded)
+            full = decoded.full_size
+            decoded.planned = level_sizes(*full, self.config.sizes.values(), settings.max_dimension)
+            decoded.prepare(plan_resize(*full, spec) for spec in self.waiting.get(path, ()))
+            self._keep(path, decoded)
         return decoded
+
+    def _keep(self, path: str, decoded: DecodedOriginal) -> None:
+        """(Re)count ``decoded`` in its cache, without the large decode once
+        its levels can make every configured size."""
+        full = decoded.full_size
+        max_dimension = self.config.settings.max_dimension
+        decoded.release_base(
+            plan_resize(*full, spec)
+            for spec in self.config.sizes.values()
+            if not exceeds(spec, max_dimension)
+        )
+        self.decoded.put(path, decoded)
+
+    @contextmanager
+    def waiting_for(self, path: str, spec: SizeSpec | None) -> Iterator[None]:
+        """Note the size a request wants while it waits for ``path``'s original."""
+        if spec is None:
+            yield
+            return
+        specs = self.waiting.setdefault(path, [])
+        specs.append(spec)
+        try:
+            yield
+        finally:
+            specs.remove(spec)
+            if not specs:
+                del self.waiting[path]
 
     async def original(self, path: str) -> tuple[Original, str]:
         """The original's bytes and how we got them: hit, disk, shared, miss or coalesced."""
@@ -207,17 +247,21 @@ class WorkerHandler(BaseHandler):
             return
         decoded = state.decoded.get(request.path)
         if decoded is not None:
-            rendered = state.from_decoded(decoded, spec, request.crop, resize, offers)
+            rendered = state.from_decoded(request.path, decoded, spec, request.crop, resize, offers)
             self.cache_result = "decoded"
         if rendered is None:
-            original, self.cache_result = await state.original(request.path)
-            fetched = time.perf_counter()
-            if self.abandoned():
-                self.cache_result = "abandoned"
-                return
-            rendered = state.from_original(
-                request.path, original, spec, request.crop, offers, decode=decoded is None
-            )
+            wanted = spec if resize and request.crop is None else None
+            # Noted until it is made: the request that decodes makes the levels
+            # of every size still waiting, its own included.
+            with state.waiting_for(request.path, wanted):
+                original, self.cache_result = await state.original(request.path)
+                fetched = time.perf_counter()
+                if self.abandoned():
+                    self.cache_result = "abandoned"
+                    return
+                rendered = state.from_original(
+                    request.path, original, spec, request.crop, offers, decode=decoded is None
+                )
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
         self.state.metrics.resize_seconds.observe(self.resize_ms / 1000)

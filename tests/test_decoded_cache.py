@@ -12,6 +12,7 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 import phizer.worker as worker_module
+from phizer.cache import ENTRY_OVERHEAD
 from phizer.geometry import has_headroom, level_sizes, pick_level, plan_resize, working_size
 from phizer.imaging import OutputOptions, decode_original, render, render_decoded
 from phizer.sizes import parse_size_spec
@@ -26,6 +27,10 @@ from tests.http_support import (
     url,
 )
 from tests.imagetools import decode, encode, photo, ssim
+
+
+def cost(key: str, nbytes: int) -> int:
+    return nbytes + len(key) + ENTRY_OVERHEAD
 
 SIZES = {
     "t96": "96 square",
@@ -83,13 +88,6 @@ def test_a_tight_crop_has_no_headroom_at_the_working_size() -> None:
 # --- imaging ----------------------------------------------------------------------
 
 
-def test_level_sizes_are_the_whole_image_outputs_largest_first() -> None:
-    # t96 (square) and p200 (portrait, cropped) take part of the image: no level.
-    assert level_sizes(2400, 1600, SPECS.values(), MAX_DIMENSION) == [(640, 426), (220, 146)]
-    # Sizes the source already fits in are no level; nor are sizes at max_dimension.
-    assert level_sizes(500, 400, SPECS.values(), MAX_DIMENSION) == [(220, 176)]
-
-
 def test_pick_level_takes_the_exact_output_or_the_smallest_with_headroom() -> None:
     full = (2400, 1600)
     levels = [(1280, 854), (640, 426), (220, 146)]
@@ -106,24 +104,93 @@ def test_decoded_original_is_small_and_upright() -> None:
     decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
     assert decoded is not None
     assert decoded.full_size == FULL
-    # p200 needs more than the levels: the decode is kept, reduced to the
-    # working size (DCT scaling, then LANCZOS), and the levels follow it.
+    # DCT scaling to the smallest scale that keeps the working size: 3600 / 2.
     working = working_size(*FULL, SPECS.values(), MAX_DIMENSION)
-    sizes = [level.size for level in decoded.levels]
-    assert sizes == [working, *level_sizes(*FULL, SPECS.values(), MAX_DIMENSION)]
+    assert decoded.base.size == (1800, 1200)
+    assert working[0] <= decoded.base.width < 2 * working[0]
+    assert decoded.levels == {}
     # Counted as Pillow holds it: 4 bytes per RGB pixel.
-    assert decoded.nbytes == sum(width * height * 4 for width, height in sizes)
+    assert decoded.nbytes == 1800 * 1200 * 4
 
 
-def test_the_decode_is_dropped_when_every_size_is_made_from_a_level() -> None:
-    specs = [SPECS["t96"], SPECS["s220"], SPECS["m640"]]
-    decoded = decode_original(JPEG, specs, OPTIONS, MAX_DIMENSION)
+def test_levels_are_made_when_asked_for_and_kept() -> None:
+    decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
     assert decoded is not None
-    assert [level.size for level in decoded.levels] == [(640, 426), (220, 146)]
-    made = {spec.code: render_decoded(decoded, spec, None, OPTIONS) for spec in specs}
-    assert all(made.values())
-    # The exact level is encoded as it is, so a repeat gives the same bytes.
-    assert render_decoded(decoded, SPECS["m640"], None, OPTIONS) == made["m640"]
+    first = render_decoded(decoded, SPECS["m640"], None, OPTIONS)
+    assert list(decoded.levels) == [(640, 426)]
+    assert decoded.nbytes == (1800 * 1200 + 640 * 426) * 4
+    # s220 (220x146) is made from the 640 level, which has 2x headroom.
+    sources = []
+    original_source_for = decoded.source_for
+    with mock.patch.object(
+        decoded,
+        "source_for",
+        side_effect=lambda plan: sources.append(original_source_for(plan).size)
+        or original_source_for(plan),
+    ):
+        assert render_decoded(decoded, SPECS["s220"], None, OPTIONS) is not None
+    assert sources == [(640, 426)]
+    assert list(decoded.levels) == [(640, 426), (220, 146)]
+    # A kept level is encoded as it is: a repeat gives the same bytes.
+    assert render_decoded(decoded, SPECS["m640"], None, OPTIONS) == first
+    # Crops are no level: t96 (square) is made from the 640 level, nothing kept.
+    assert render_decoded(decoded, SPECS["t96"], None, OPTIONS) is not None
+    assert list(decoded.levels) == [(640, 426), (220, 146)]
+
+
+def test_a_level_is_made_through_the_next_larger_configured_size() -> None:
+    decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
+    assert decoded is not None
+    decoded.planned = level_sizes(*FULL, SPECS.values(), MAX_DIMENSION)
+    assert decoded.planned == ((640, 426), (220, 146))
+    # Asked first, s220 is made from m640's level, which is made (and kept) first.
+    assert render_decoded(decoded, SPECS["s220"], None, OPTIONS) is not None
+    assert list(decoded.levels) == [(640, 426), (220, 146)]
+
+
+def test_level_sizes_are_the_whole_image_outputs_largest_first() -> None:
+    # t96 (square) and p200 (portrait, cropped) take part of the image: no level.
+    assert level_sizes(2400, 1600, SPECS.values(), MAX_DIMENSION) == ((640, 426), (220, 146))
+    # Sizes the source already fits in are no level; nor are sizes at max_dimension.
+    assert level_sizes(500, 400, SPECS.values(), MAX_DIMENSION) == ((220, 176),)
+
+
+def test_prepare_makes_the_levels_largest_first() -> None:
+    decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
+    assert decoded is not None
+    plans = [plan_resize(*FULL, SPECS[code]) for code in ("s220", "t96", "m640")]
+    decoded.prepare(plans)
+    # t96 is a crop: no level. s220 came after (and from) the 640 level.
+    assert list(decoded.levels) == [(640, 426), (220, 146)]
+
+
+def test_the_decode_is_let_go_once_the_levels_serve_every_configured_size() -> None:
+    decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
+    assert decoded is not None
+    plans = {code: plan_resize(*FULL, SPECS[code]) for code in ("t96", "s220", "m640", "p200")}
+    decoded.prepare(plans.values())
+    # p200 (200x300 portrait) needs 600 rows: only the decode has them.
+    decoded.release_base(plans.values())
+    assert decoded.base is not None
+    served = [plans["t96"], plans["s220"], plans["m640"]]
+    decoded.release_base(served)
+    assert decoded.base is None
+    assert decoded.nbytes == (640 * 426 + 220 * 146) * 4
+    assert render_decoded(decoded, SPECS["t96"], None, OPTIONS) is not None
+    # Without the decode, what needs more pixels goes back to the original.
+    assert render_decoded(decoded, SPECS["p200"], None, OPTIONS) is None
+    assert render_decoded(decoded, SPECS["t96"], Crop(0, 0, 300, 300), OPTIONS) is None
+
+
+def test_no_level_is_larger_than_the_source() -> None:
+    small = encode(_source(500, 400), "JPEG", quality=92)
+    decoded = decode_original(small, SPECS.values(), OPTIONS, MAX_DIMENSION)
+    assert decoded is not None
+    # m640 grows a 500x400 source to 640x512: made from the decode, never kept
+    # (an upscaled level would be a poor source for smaller sizes).
+    made = render_decoded(decoded, AS_PNG["m640"], None, OPTIONS)
+    assert made is not None and decode(made.data).size == (640, 512)
+    assert decoded.levels == {}
 
 
 @pytest.mark.parametrize("code", ["t96", "s220", "p200", "m640"])
@@ -131,7 +198,7 @@ def test_every_size_from_the_decoded_original_matches_a_full_decode(code: str) -
     # PNG output, so only the resampling path is compared (no lossy encoder).
     spec = AS_PNG[code]
     decoded = decode_original(JPEG, AS_PNG.values(), OPTIONS, MAX_DIMENSION)
-    assert decoded is not None and decoded.levels[0].width < FULL[0]
+    assert decoded is not None and decoded.base.width < FULL[0]
     made = render_decoded(decoded, spec, None, OPTIONS)
     assert made is not None and made.content_type == "image/png"
     fast = decode(made.data)
@@ -150,7 +217,9 @@ def test_images_with_alpha_keep_only_the_decode() -> None:
     specs = [SPECS["s220"], SPECS["m640"]]
     decoded = decode_original(encode(rgba, "PNG"), specs, OPTIONS, MAX_DIMENSION)
     assert decoded is not None
-    assert [(level.mode, level.size) for level in decoded.levels] == [("RGBA", (1200, 800))]
+    for spec in specs:
+        assert render_decoded(decoded, spec, None, OPTIONS) is not None
+    assert decoded.base.mode == "RGBA" and decoded.levels == {}
 
 
 def test_render_decoded_declines_what_needs_more_pixels() -> None:
@@ -226,6 +295,23 @@ class TestDecodedCacheOverHttp(PoolTestCase):
         self.assertEqual([r.code for r in responses], [200] * 4)
         self.assertEqual(self.origin.counts["photo.jpg"], 1)
         self.assertEqual(decodes.call_count, 1)
+        # The decoding request made the levels of every waiting uncropped size
+        # (m640, s220; t96 and p200 are crops), largest first.
+        decoded = self.state.decoded.get("photo.jpg")
+        assert decoded is not None
+        self.assertEqual(list(decoded.levels), [(640, 426), (220, 146)])
+        self.assertEqual(self.state.waiting, {})
+        # The cache counts the levels too.
+        self.assertEqual(self.state.decoded.size, cost("photo.jpg", decoded.nbytes))
+
+    def test_a_level_made_later_is_counted_by_the_cache(self) -> None:
+        self.assertEqual(self.get("/t96/photo.jpg").code, 200)
+        decoded = self.state.decoded.get("photo.jpg")
+        assert decoded is not None
+        self.assertEqual(decoded.levels, {})
+        self.assertEqual(self.get("/m640/photo.jpg").code, 200)
+        self.assertEqual(list(decoded.levels), [(640, 426)])
+        self.assertEqual(self.state.decoded.size, cost("photo.jpg", decoded.nbytes))
 
     def test_a_tight_crop_is_made_from_the_full_original(self) -> None:
         self.assertEqual(self.get("/s220/photo.jpg").code, 200)
@@ -272,3 +358,32 @@ class TestFrontCacheOff(PoolTestCase):
         self.assertEqual(len(self.front.results), 0)
         self.assertEqual(self.origin.counts["photo.jpg"], 1)
         self.assertEqual(self.worker.decoded.stats.hits, 2)
+
+
+class TestTheDecodeIsLetGo(PoolTestCase):
+    """Sizes that are all levels (or crops of one): the large decode goes
+    once the levels are made, whatever order the sizes are asked in."""
+
+    def get_app(self) -> Application:
+        self.pool = ServerPool(self.io_loop)
+        self.origin, self.origin_port = self.pool.stub(StubServer(files={"photo.jpg": JPEG}))
+        sizes = {code: SIZES[code] for code in ("t96", "s220", "m640")}
+        config = make_config(http_origin("master", self.origin_port), sizes=sizes)
+        app, self.state = self.pool.worker_app(config)
+        return app
+
+    def test_the_decode_goes_when_the_levels_are_made(self) -> None:
+        self.assertEqual(self.get("/t96/photo.jpg").code, 200)
+        decoded = self.state.decoded.get("photo.jpg")
+        assert decoded is not None
+        self.assertIsNotNone(decoded.base)  # t96 is a crop: no level yet
+        # s220 goes through m640's level (the next larger configured size),
+        # and with both levels made every size is served without the decode.
+        self.assertEqual(self.get("/s220/photo.jpg").code, 200)
+        self.assertIsNone(decoded.base)
+        self.assertEqual(list(decoded.levels), [(640, 426), (220, 146)])
+        self.assertEqual(self.state.decoded.size, cost("photo.jpg", decoded.nbytes))
+        # Every size is still served, from the levels, without a new fetch.
+        for code in ("t96", "s220", "m640"):
+            self.assertEqual(self.get(f"/{code}/photo.jpg").headers["X-Phizer-Cache"], "decoded")
+        self.assertEqual(self.origin.counts["photo.jpg"], 1)

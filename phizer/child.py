@@ -14,7 +14,7 @@ from tornado.iostream import IOStream
 
 from phizer.config import Config
 from phizer.front import make_front_app
-from phizer.idletrim import IdleTrim
+from phizer.heaptrim import HeapTrim
 from phizer.linux import set_process_name, tune_allocator
 from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
@@ -29,9 +29,12 @@ MAX_HEADER_BYTES = 16 * 1024
 # GET/HEAD carry no body; a small one is read so other methods still get 405.
 MAX_BODY_BYTES = 64 * 1024
 FRONT_MMAP_THRESHOLD = 1 << 20
-# Above a progressive JPEG's coefficient buffers for ~20 MP photos; faulting
-# them in afresh for every decode cost 15% of a cold photo's time.
-WORKER_MMAP_THRESHOLD = 64 << 20
+# A worker's decode buffers up to this size (a decoded photo, most of a
+# progressive JPEG's coefficients) are reused from the heap: faulting them in
+# afresh for every decode cost ~9% of a cold photo's time. Larger ones are
+# mapped on their own, so under churn RSS stays within one decode of the
+# caches (bench/load.py: 64 MiB here went 30 MB past that).
+WORKER_MMAP_THRESHOLD = 16 << 20
 # The front keeps idle connections to workers open for reuse.
 WORKER_IDLE_SECONDS = 60.0
 
@@ -41,7 +44,7 @@ def run_child(config: Config, restarts: RestartBoard, index: int, listener: List
     settings = config.settings
     set_process_name(f"phizer-{'front' if index == 0 else f'w{index}'}")
     # The front's buffers are small; a worker's decode buffers (tens of MB)
-    # are kept for the next decode and returned when it goes idle.
+    # are kept for the next decode (phizer.heaptrim says when they go back).
     tune_allocator(FRONT_MMAP_THRESHOLD if index == 0 else WORKER_MMAP_THRESHOLD)
     level = settings.log_level if index == 0 else settings.log_level_worker
     configure_logging(settings, role_name(index), level)
@@ -60,7 +63,10 @@ async def _serve(
         client_timeout = settings.client_timeout
     else:
         app = make_worker_app(config)
-        IdleTrim(app.settings["in_flight"]).start()
+        state = app.settings["state"]
+        HeapTrim(
+            app.settings["in_flight"], lambda: state.originals.size + state.decoded.size
+        ).start()
         keep_alive = True  # the front reuses its connections to workers
         client_timeout = max(settings.client_timeout, WORKER_IDLE_SECONDS)
     server = BoundedHTTPServer(

@@ -1,0 +1,74 @@
+"""When a worker hands the heap's free memory back to the system.
+
+Workers keep freed decode buffers for the next decode (see
+``phizer.linux.tune_allocator``): under load that saves faulting tens of
+MB in afresh for every photo. Two rules keep that from growing RSS: once
+the worker has been idle for a while, and whenever more than one decode's
+worth of free memory has piled up beside the caches.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from tornado.ioloop import PeriodicCallback
+
+from phizer.linux import release_free_memory
+from phizer.web import InFlight
+
+IDLE_SECONDS = 2.0
+CHECK_SECONDS = 0.1
+# Free heap memory kept beyond the caches before it is released mid-spell:
+# room for the buffers of the next decode, not for a pile of old ones.
+MAX_KEPT_FREE = 32 << 20
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes() -> int:
+    """This process's RSS."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * _PAGE
+
+
+class HeapTrim:
+    """Releases free heap memory when the worker has been idle for
+    ``idle_seconds`` since its last request, or when RSS exceeds what the
+    caches hold plus the RSS it started with plus ``max_kept_free``."""
+
+    def __init__(
+        self,
+        in_flight: InFlight,
+        cached: Callable[[], int],
+        release: Callable[[], None] = release_free_memory,
+        rss: Callable[[], int] = resident_bytes,
+        idle_seconds: float = IDLE_SECONDS,
+        max_kept_free: int = MAX_KEPT_FREE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._in_flight = in_flight
+        self._cached = cached
+        self._release = release
+        self._rss = rss
+        self._idle_seconds = idle_seconds
+        self._clock = clock
+        self._ceiling = rss() + max_kept_free  # plus what the caches hold
+        self._released_after = 0  # requests finished at the last release
+
+    def check(self) -> bool:
+        """Release if either rule says so; True when it did."""
+        flight = self._in_flight
+        if flight.finished == self._released_after:
+            return False  # nothing was freed since
+        idle = not flight.count and self._clock() - flight.last_finish >= self._idle_seconds
+        if not idle and self._rss() <= self._ceiling + self._cached():
+            return False
+        self._released_after = flight.finished
+        self._release()
+        return True
+
+    def start(self) -> PeriodicCallback:
+        callback = PeriodicCallback(self.check, CHECK_SECONDS * 1000)
+        callback.start()
+        return callback

@@ -1,0 +1,111 @@
+"""A worker returns freed decode buffers when idle, or when too much has piled up."""
+
+from __future__ import annotations
+
+import asyncio
+
+from phizer.heaptrim import HeapTrim, resident_bytes
+from phizer.linux import release_free_memory, tune_allocator
+from phizer.web import InFlight
+
+MIB = 1 << 20
+
+
+class Machine:
+    """A fake clock and RSS, and a record of releases."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.rss = 40 * MIB
+        self.cached = 0
+        self.released: list[float] = []
+
+    def trim(self, in_flight: InFlight) -> HeapTrim:
+        return HeapTrim(
+            in_flight,
+            cached=lambda: self.cached,
+            release=lambda: self.released.append(self.now),
+            rss=lambda: self.rss,
+            idle_seconds=2.0,
+            max_kept_free=64 * MIB,
+            clock=lambda: self.now,
+        )
+
+
+def _request(in_flight: InFlight, machine: Machine, at: float) -> None:
+    machine.now = at
+    in_flight.enter()
+    in_flight.leave()
+    in_flight.last_finish = at  # as if it ended at ``at`` on the fake clock
+
+
+def test_nothing_is_released_before_any_request() -> None:
+    machine = Machine()
+    trim = machine.trim(InFlight())
+    machine.now += 100
+    machine.rss += 500 * MIB
+    assert not trim.check()
+    assert machine.released == []
+
+
+def test_released_once_after_the_worker_has_been_idle_long_enough() -> None:
+    in_flight, machine = InFlight(), Machine()
+    trim = machine.trim(in_flight)
+    _request(in_flight, machine, 1000.0)
+    machine.now = 1001.5
+    assert not trim.check()  # idle, but not for 2 s yet
+    machine.now = 1002.0
+    assert trim.check()
+    machine.now = 1010.0
+    assert not trim.check()  # nothing new since
+    _request(in_flight, machine, 1020.0)
+    machine.now = 1023.0
+    assert trim.check()
+    assert machine.released == [1002.0, 1023.0]
+
+
+def test_released_mid_spell_when_free_memory_piles_up_beside_the_caches() -> None:
+    in_flight, machine = InFlight(), Machine()
+    trim = machine.trim(in_flight)  # started at 40 MiB
+    in_flight.enter()  # busy throughout
+    _request(in_flight, machine, 1000.0)
+    machine.cached = 200 * MIB
+    machine.rss = (40 + 200 + 64) * MIB  # caches + start + the allowance: kept
+    assert not trim.check()
+    machine.rss += MIB
+    assert trim.check()
+    assert not trim.check()  # once per finished request at most
+    _request(in_flight, machine, 1000.5)
+    assert trim.check()
+    assert machine.released == [1000.0, 1000.5]
+
+
+def test_never_released_for_idleness_while_a_request_is_in_flight() -> None:
+    in_flight, machine = InFlight(), Machine()
+    trim = machine.trim(in_flight)
+    _request(in_flight, machine, 1000.0)
+    in_flight.enter()  # a long resize
+    machine.now = 1100.0
+    assert not trim.check()
+    assert machine.released == []
+
+
+def test_in_flight_counts_finished_requests() -> None:
+    async def run() -> InFlight:
+        in_flight = InFlight()
+        for _ in range(3):
+            in_flight.enter()
+            in_flight.leave()
+        return in_flight
+
+    in_flight = asyncio.run(run())
+    assert in_flight.finished == 3 and in_flight.count == 0
+    assert in_flight.last_finish > 0
+
+
+def test_allocator_calls_are_safe_and_rss_is_read() -> None:
+    # Real glibc calls; they must not raise (no-ops elsewhere).
+    tune_allocator(64 << 20)
+    release_free_memory()
+    tune_allocator(1 << 20)
+    assert 1 * MIB < resident_bytes() < 4096 * MIB

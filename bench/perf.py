@@ -423,7 +423,10 @@ def server_options(workload: str, origin: Origin, options: Options) -> ServerOpt
     served = origin.png if workload == "W1png" else origin.jpeg
     cache = max(64 * MIB, int(origin.nbytes(served) * 1.1))
     return ServerOptions(
-        result_cache=workload == "W2", cache_bytes=cache, extra_properties=options.extra_properties
+        result_cache=workload == "W2",
+        cache_bytes=cache,
+        extra_properties=options.extra_properties,
+        warm=workload in ("W1", "W1png"),
     )
 
 

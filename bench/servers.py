@@ -393,6 +393,7 @@ class ServerOptions:
     cache_bytes: int  # phizer's per-worker originals cache
     result_cache_bytes: int = 64 * MIB
     extra_properties: tuple[tuple[str, str], ...] = ()
+    warm: bool = False  # the workload warms with Resizer.warm_path first
 
 
 class Resizer:
@@ -616,7 +617,9 @@ class Phizer(Resizer):
         lines = ["[properties]", *(f"{key} = {value}" for key, value in properties.items())]
         lines += ["", "[master]", f"host = {HOST}", f"port = {origin_port}", "root = /"]
         lines += ["", "[sizes]"]
-        for size in (*sizes, self.WARM_SIZE):
+        # The warm-up size only where a workload uses it: phizer makes every
+        # configured size of a photo it decodes.
+        for size in (*sizes, *([self.WARM_SIZE] if self.options.warm else [])):
             kind = "square" if size.square else "max"
             lines.append(f"{size.code} = {size.width}x{size.height} {kind}")
         return "\n".join(lines) + "\n"

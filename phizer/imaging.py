@@ -29,6 +29,7 @@ from phizer.geometry import (
     ResizePlan,
     draft_size,
     is_whole,
+    level_sizes,
     pick_level,
     plan_crop_only,
     plan_resize,
@@ -193,10 +194,10 @@ class DecodedOriginal:
     has_alpha: bool
     icc_profile: bytes | None
     metadata: Metadata
-    levels: dict[tuple[int, int], Image.Image] = field(default_factory=dict)
     # The configured sizes' whole-image outputs (geometry.level_sizes): what
     # a level may be made through.
     planned: tuple[tuple[int, int], ...] = ()
+    levels: dict[tuple[int, int], Image.Image] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -252,13 +253,6 @@ class DecodedOriginal:
         if sizes and all(pick_level(sizes, plan, self.full_size) is not None for plan in plans):
             self.base = None
 
-    def prepare(self, plans: Iterable[ResizePlan]) -> None:
-        """Make the levels of the whole-image ``plans`` (sizes asked for at
-        once), largest first, so each is made from the one before it."""
-        sizes = {plan.size for plan in plans if is_whole(plan, self.full_size)}
-        for size in sorted(sizes, key=lambda size: size[0] * size[1], reverse=True):
-            self.level(size)
-
 
 def _pixel_bytes(image: Image.Image) -> int:
     # Pillow keeps every multi-band pixel in 4 bytes (RGB as RGBX).
@@ -275,6 +269,7 @@ def decode_original(
     """Decode ``data`` once, at the smallest DCT scale from which every
     configured size can be made with LANCZOS and 2x headroom; ``None`` for
     animations served animated (they are made frame by frame per request)."""
+    specs = list(specs)
     image = open_image(data, max_pixels)
     if options.animated:
         with _decoding():
@@ -287,7 +282,10 @@ def decode_original(
     source_format, alpha = image.format or "", has_alpha(image)
     icc_profile = image.info.get("icc_profile")
     pixels = decode(image, wanted, orientation)
-    return DecodedOriginal(pixels, upright, source_format, alpha, icc_profile, metadata)
+    planned = level_sizes(*upright, specs, max_dimension)
+    return DecodedOriginal(
+        pixels, upright, source_format, alpha, icc_profile, metadata, planned
+    )
 
 
 def render_decoded(

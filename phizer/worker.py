@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
@@ -16,7 +14,7 @@ from phizer.cache import ByteLRU
 from phizer.coalesce import SingleFlight
 from phizer.config import Config
 from phizer.errors import NotFound
-from phizer.geometry import exceeds, level_sizes, plan_resize
+from phizer.geometry import exceeds, plan_resize
 from phizer.imaging import (
     DecodedOriginal,
     OutputOptions,
@@ -62,9 +60,6 @@ class WorkerState:
             0 if settings.disable_cache else settings.client_cache_size
         )
         self.fetches: SingleFlight[Original] = SingleFlight()
-        # The sizes (uncropped) of the requests waiting for each original: the
-        # one that decodes it makes all their levels at once, largest first.
-        self.waiting: dict[str, list[SizeSpec]] = {}
         # Originals decoded once, kept at the levels every size is made from
         # (see imaging.decode_original).
         self.decoded: ByteLRU[DecodedOriginal] = ByteLRU(
@@ -140,9 +135,6 @@ class WorkerState:
             settings.max_source_pixels,
         )
         if decoded is not None:
-            full = decoded.full_size
-            decoded.planned = level_sizes(*full, self.config.sizes.values(), settings.max_dimension)
-            decoded.prepare(plan_resize(*full, spec) for spec in self.waiting.get(path, ()))
             self._keep(path, decoded)
         return decoded
 
@@ -157,21 +149,6 @@ class WorkerState:
             if not exceeds(spec, max_dimension)
         )
         self.decoded.put(path, decoded)
-
-    @contextmanager
-    def waiting_for(self, path: str, spec: SizeSpec | None) -> Iterator[None]:
-        """Note the size a request wants while it waits for ``path``'s original."""
-        if spec is None:
-            yield
-            return
-        specs = self.waiting.setdefault(path, [])
-        specs.append(spec)
-        try:
-            yield
-        finally:
-            specs.remove(spec)
-            if not specs:
-                del self.waiting[path]
 
     async def original(self, path: str) -> tuple[Original, str]:
         """The original's bytes and how we got them: hit, disk, shared, miss or coalesced."""
@@ -250,18 +227,14 @@ class WorkerHandler(BaseHandler):
             rendered = state.from_decoded(request.path, decoded, spec, request.crop, resize, offers)
             self.cache_result = "decoded"
         if rendered is None:
-            wanted = spec if resize and request.crop is None else None
-            # Noted until it is made: the request that decodes makes the levels
-            # of every size still waiting, its own included.
-            with state.waiting_for(request.path, wanted):
-                original, self.cache_result = await state.original(request.path)
-                fetched = time.perf_counter()
-                if self.abandoned():
-                    self.cache_result = "abandoned"
-                    return
-                rendered = state.from_original(
-                    request.path, original, spec, request.crop, offers, decode=decoded is None
-                )
+            original, self.cache_result = await state.original(request.path)
+            fetched = time.perf_counter()
+            if self.abandoned():
+                self.cache_result = "abandoned"
+                return
+            rendered = state.from_original(
+                request.path, original, spec, request.crop, offers, decode=decoded is None
+            )
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
         self.state.metrics.resize_seconds.observe(self.resize_ms / 1000)

@@ -141,7 +141,7 @@ def test_levels_are_made_when_asked_for_and_kept() -> None:
 def test_a_level_is_made_through_the_next_larger_configured_size() -> None:
     decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
     assert decoded is not None
-    decoded.planned = level_sizes(*FULL, SPECS.values(), MAX_DIMENSION)
+    assert decoded.planned == level_sizes(*FULL, SPECS.values(), MAX_DIMENSION)
     assert decoded.planned == ((640, 426), (220, 146))
     # Asked first, s220 is made from m640's level, which is made (and kept) first.
     assert render_decoded(decoded, SPECS["s220"], None, OPTIONS) is not None
@@ -155,20 +155,12 @@ def test_level_sizes_are_the_whole_image_outputs_largest_first() -> None:
     assert level_sizes(500, 400, SPECS.values(), MAX_DIMENSION) == ((220, 176),)
 
 
-def test_prepare_makes_the_levels_largest_first() -> None:
-    decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
-    assert decoded is not None
-    plans = [plan_resize(*FULL, SPECS[code]) for code in ("s220", "t96", "m640")]
-    decoded.prepare(plans)
-    # t96 is a crop: no level. s220 came after (and from) the 640 level.
-    assert list(decoded.levels) == [(640, 426), (220, 146)]
-
-
 def test_the_decode_is_let_go_once_the_levels_serve_every_configured_size() -> None:
     decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
     assert decoded is not None
     plans = {code: plan_resize(*FULL, SPECS[code]) for code in ("t96", "s220", "m640", "p200")}
-    decoded.prepare(plans.values())
+    for code in ("m640", "s220"):
+        assert render_decoded(decoded, SPECS[code], None, OPTIONS) is not None
     # p200 (200x300 portrait) needs 600 rows: only the decode has them.
     decoded.release_base(plans.values())
     assert decoded.base is not None
@@ -295,12 +287,10 @@ class TestDecodedCacheOverHttp(PoolTestCase):
         self.assertEqual([r.code for r in responses], [200] * 4)
         self.assertEqual(self.origin.counts["photo.jpg"], 1)
         self.assertEqual(decodes.call_count, 1)
-        # The decoding request made the levels of every waiting uncropped size
-        # (m640, s220; t96 and p200 are crops), largest first.
+        # m640 and s220 are levels, s220 made from m640's (t96 and p200 are crops).
         decoded = self.state.decoded.get("photo.jpg")
         assert decoded is not None
         self.assertEqual(list(decoded.levels), [(640, 426), (220, 146)])
-        self.assertEqual(self.state.waiting, {})
         # The cache counts the levels too.
         self.assertEqual(self.state.decoded.size, cost("photo.jpg", decoded.nbytes))
 

@@ -140,20 +140,16 @@ def has_headroom(
     )
 
 
-def level_sizes(
-    width: int, height: int, specs: Iterable[SizeSpec], max_dimension: int
-) -> tuple[tuple[int, int], ...]:
-    """The whole-image output sizes of the configured sizes that are smaller
-    than a ``width`` x ``height`` source, largest first, each once: the
-    levels a decoded original may be kept at."""
+def level_sizes(plans: Iterable[ResizePlan], full: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """The output sizes of the whole-image ``plans`` that are smaller than the
+    ``full`` source, largest first, each once: the levels a decoded original
+    may be kept at."""
+    width, height = full
     sizes = set()
-    for spec in specs:
-        if exceeds(spec, max_dimension):
-            continue
-        plan = plan_resize(width, height, spec)
+    for plan in plans:
         out_w, out_h = plan.size
-        smaller = out_w <= width and out_h <= height and (out_w, out_h) != (width, height)
-        if smaller and is_whole(plan, (width, height)):
+        smaller = out_w <= width and out_h <= height and (out_w, out_h) != full
+        if smaller and is_whole(plan, full):
             sizes.add((out_w, out_h))
     return tuple(sorted(sizes, key=lambda size: (size[0] * size[1], size), reverse=True))
 

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
@@ -28,6 +29,7 @@ from phizer.formats import ALLOWED_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES, cho
 from phizer.geometry import (
     ResizePlan,
     draft_size,
+    exceeds,
     is_whole,
     level_sizes,
     pick_level,
@@ -194,10 +196,15 @@ class DecodedOriginal:
     has_alpha: bool
     icc_profile: bytes | None
     metadata: Metadata
-    # The configured sizes' whole-image outputs (geometry.level_sizes): what
-    # a level may be made through.
-    planned: tuple[tuple[int, int], ...] = ()
+    # The configured sizes' plans on this image (sizes at max_dimension, served
+    # untouched, left out): what the levels must be able to make.
+    configured: tuple[ResizePlan, ...] = ()
     levels: dict[tuple[int, int], Image.Image] = field(default_factory=dict)
+
+    @cached_property
+    def planned(self) -> tuple[tuple[int, int], ...]:
+        """The configured sizes' whole-image outputs: what a level may be made through."""
+        return level_sizes(self.configured, self.full_size)
 
     @property
     def nbytes(self) -> int:
@@ -239,6 +246,7 @@ class DecodedOriginal:
         with _decoding():
             made = source.resize(size, LANCZOS, reducing_gap=REDUCING_GAP)
         self.levels[size] = made
+        self._let_base_go()
         return made
 
     @property
@@ -246,11 +254,11 @@ class DecodedOriginal:
         # Only a levelable decode ever gets levels, and only then is it let go.
         return self.base is None or self.base.mode in LEVEL_MODES
 
-    def release_base(self, plans: Iterable[ResizePlan]) -> None:
-        """Let the decode go if the levels can make every one of ``plans``
-        (the configured sizes): it is most of the bytes kept."""
+    def _let_base_go(self) -> None:
+        """Drop the decode, most of the bytes kept, once the levels can make
+        every configured size."""
         sizes = [level.size for level in self.levels.values()]
-        if sizes and all(pick_level(sizes, plan, self.full_size) is not None for plan in plans):
+        if all(pick_level(sizes, plan, self.full_size) is not None for plan in self.configured):
             self.base = None
 
 
@@ -282,10 +290,9 @@ def decode_original(
     source_format, alpha = image.format or "", has_alpha(image)
     icc_profile = image.info.get("icc_profile")
     pixels = decode(image, wanted, orientation)
-    planned = level_sizes(*upright, specs, max_dimension)
-    return DecodedOriginal(
-        pixels, upright, source_format, alpha, icc_profile, metadata, planned
-    )
+    served = [spec for spec in specs if not exceeds(spec, max_dimension)]
+    configured = tuple(plan_resize(*upright, spec) for spec in served)
+    return DecodedOriginal(pixels, upright, source_format, alpha, icc_profile, metadata, configured)
 
 
 def render_decoded(

@@ -14,7 +14,7 @@ from phizer.cache import ByteLRU
 from phizer.coalesce import SingleFlight
 from phizer.config import Config
 from phizer.errors import NotFound
-from phizer.geometry import exceeds, plan_resize
+from phizer.geometry import exceeds
 from phizer.imaging import (
     DecodedOriginal,
     OutputOptions,
@@ -85,7 +85,7 @@ class WorkerState:
         levels = len(decoded.levels)
         rendered = render_decoded(decoded, spec, crop, self.output, resize, max_pixels, offers)
         if len(decoded.levels) != levels and path in self.decoded:
-            self._keep(path, decoded)  # it gained a level
+            self.decoded.put(path, decoded)  # it gained a level: count it again
         return rendered
 
     def from_original(
@@ -135,20 +135,8 @@ class WorkerState:
             settings.max_source_pixels,
         )
         if decoded is not None:
-            self._keep(path, decoded)
+            self.decoded.put(path, decoded)
         return decoded
-
-    def _keep(self, path: str, decoded: DecodedOriginal) -> None:
-        """(Re)count ``decoded`` in its cache, without the large decode once
-        its levels can make every configured size."""
-        full = decoded.full_size
-        max_dimension = self.config.settings.max_dimension
-        decoded.release_base(
-            plan_resize(*full, spec)
-            for spec in self.config.sizes.values()
-            if not exceeds(spec, max_dimension)
-        )
-        self.decoded.put(path, decoded)
 
     async def original(self, path: str) -> tuple[Original, str]:
         """The original's bytes and how we got them: hit, disk, shared, miss or coalesced."""

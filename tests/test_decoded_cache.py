@@ -1,9 +1,10 @@
-"""The decoded cache: an original decoded once at the working size, every size made from it."""
+"""The decoded cache: an original decoded once, every size made from it or its levels."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Iterable
 from unittest import mock
 
 import pytest
@@ -13,7 +14,14 @@ from tornado.web import Application
 
 import phizer.worker as worker_module
 from phizer.cache import ENTRY_OVERHEAD
-from phizer.geometry import has_headroom, level_sizes, pick_level, plan_resize, working_size
+from phizer.geometry import (
+    ResizePlan,
+    has_headroom,
+    level_sizes,
+    pick_level,
+    plan_resize,
+    working_size,
+)
 from phizer.imaging import OutputOptions, decode_original, render, render_decoded
 from phizer.sizes import parse_size_spec
 from phizer.urls import Crop
@@ -122,12 +130,13 @@ def test_levels_are_made_when_asked_for_and_kept() -> None:
     # s220 (220x146) is made from the 640 level, which has 2x headroom.
     sources = []
     original_source_for = decoded.source_for
-    with mock.patch.object(
-        decoded,
-        "source_for",
-        side_effect=lambda plan: sources.append(original_source_for(plan).size)
-        or original_source_for(plan),
-    ):
+
+    def spy(plan):
+        found = original_source_for(plan)
+        sources.append(found.size)
+        return found
+
+    with mock.patch.object(decoded, "source_for", side_effect=spy):
         assert render_decoded(decoded, SPECS["s220"], None, OPTIONS) is not None
     assert sources == [(640, 426)]
     assert list(decoded.levels) == [(640, 426), (220, 146)]
@@ -141,37 +150,43 @@ def test_levels_are_made_when_asked_for_and_kept() -> None:
 def test_a_level_is_made_through_the_next_larger_configured_size() -> None:
     decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
     assert decoded is not None
-    assert decoded.planned == level_sizes(*FULL, SPECS.values(), MAX_DIMENSION)
     assert decoded.planned == ((640, 426), (220, 146))
     # Asked first, s220 is made from m640's level, which is made (and kept) first.
     assert render_decoded(decoded, SPECS["s220"], None, OPTIONS) is not None
     assert list(decoded.levels) == [(640, 426), (220, 146)]
 
 
+def _plans(width: int, height: int, codes: Iterable[str]) -> list[ResizePlan]:
+    return [plan_resize(width, height, SPECS[code]) for code in codes]
+
+
 def test_level_sizes_are_the_whole_image_outputs_largest_first() -> None:
     # t96 (square) and p200 (portrait, cropped) take part of the image: no level.
-    assert level_sizes(2400, 1600, SPECS.values(), MAX_DIMENSION) == ((640, 426), (220, 146))
-    # Sizes the source already fits in are no level; nor are sizes at max_dimension.
-    assert level_sizes(500, 400, SPECS.values(), MAX_DIMENSION) == ((220, 176),)
+    codes = ("t96", "s220", "p200", "m640", "s220")
+    assert level_sizes(_plans(2400, 1600, codes), (2400, 1600)) == ((640, 426), (220, 146))
+    # Sizes the source already fits in (or grows to) are no level.
+    assert level_sizes(_plans(500, 400, codes), (500, 400)) == ((220, 176),)
+    assert level_sizes(_plans(640, 426, ["m640"]), (640, 426)) == ()
 
 
 def test_the_decode_is_let_go_once_the_levels_serve_every_configured_size() -> None:
-    decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
-    assert decoded is not None
-    plans = {code: plan_resize(*FULL, SPECS[code]) for code in ("t96", "s220", "m640", "p200")}
-    for code in ("m640", "s220"):
-        assert render_decoded(decoded, SPECS[code], None, OPTIONS) is not None
     # p200 (200x300 portrait) needs 600 rows: only the decode has them.
-    decoded.release_base(plans.values())
-    assert decoded.base is not None
-    served = [plans["t96"], plans["s220"], plans["m640"]]
-    decoded.release_base(served)
-    assert decoded.base is None
-    assert decoded.nbytes == (640 * 426 + 220 * 146) * 4
-    assert render_decoded(decoded, SPECS["t96"], None, OPTIONS) is not None
+    keeps = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
+    served = [SPECS["t96"], SPECS["s220"], SPECS["m640"]]
+    lets_go = decode_original(JPEG, served, OPTIONS, MAX_DIMENSION)
+    assert keeps is not None and lets_go is not None
+    for decoded in (keeps, lets_go):
+        assert render_decoded(decoded, SPECS["m640"], None, OPTIONS) is not None
+    # The 640 level has 2x headroom for t96 and s220 too: the decode can go.
+    assert keeps.base is not None
+    assert lets_go.base is None
+    assert lets_go.nbytes == 640 * 426 * 4
+    assert render_decoded(lets_go, SPECS["s220"], None, OPTIONS) is not None
+    assert lets_go.nbytes == (640 * 426 + 220 * 146) * 4
+    assert render_decoded(lets_go, SPECS["t96"], None, OPTIONS) is not None
     # Without the decode, what needs more pixels goes back to the original.
-    assert render_decoded(decoded, SPECS["p200"], None, OPTIONS) is None
-    assert render_decoded(decoded, SPECS["t96"], Crop(0, 0, 300, 300), OPTIONS) is None
+    assert render_decoded(lets_go, SPECS["p200"], None, OPTIONS) is None
+    assert render_decoded(lets_go, SPECS["t96"], Crop(0, 0, 300, 300), OPTIONS) is None
 
 
 def test_no_level_is_larger_than_the_source() -> None:

@@ -347,23 +347,24 @@ def measurement(workload: str, server: str, rep: int, raw: dict) -> Measurement:
 class CpuSnapshot:
     wall: float
     machine: float
-    server: float
     nginx: float
     wrk: float
-    processes: dict[int, tuple[str, float]]  # pid -> (name, CPU seconds)
+    processes: dict[int, tuple[str, float]]  # the server's: pid -> (name, CPU seconds)
+
+    @property
+    def server(self) -> float:
+        return sum(seconds for _, seconds in self.processes.values())
 
     @staticmethod
     def take(server: Resizer, nginx: Nginx) -> CpuSnapshot:
         import resource
 
-        processes = {pid: (servers.comm(pid), servers.cpu_seconds(pid)) for pid in server.pids()}
         return CpuSnapshot(
             time.monotonic(),
             servers.machine_busy_seconds(),
-            sum(seconds for _, seconds in processes.values()),
             sum(servers.cpu_seconds(pid) for pid in nginx.pids()),
             sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]),
-            processes,
+            {pid: (servers.comm(pid), servers.cpu_seconds(pid)) for pid in server.pids()},
         )
 
     def seconds_until(self, later: CpuSnapshot) -> dict[str, float]:

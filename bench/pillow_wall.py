@@ -42,7 +42,6 @@ from servers import QUALITY, SIZES, Size
 Box = tuple[float, float, float, float]
 ORIENTATION_TAG = 0x0112
 HEADROOM = 2.0  # LANCZOS always works from at least twice the output size
-_LUMA = (0.299, 0.587, 0.114)
 
 
 # --------------------------------------------------------------------------
@@ -138,28 +137,15 @@ def reference(full: Image.Image, size: Size) -> Image.Image:
 
 
 # --------------------------------------------------------------------------
-# SSIM: Wang et al. (2004) on BT.601 luma, as bench/measure.py computes it
+# SSIM: Wang et al. (2004) on BT.601 luma, measure.py's
 
 
 def ssim(expected: Image.Image, actual: Image.Image) -> float:
-    import numpy as np
-    from skimage.metrics import structural_similarity
+    # Imported here: the wall itself needs neither numpy nor scikit-image.
+    from measure import luma
+    from measure import ssim as luma_ssim
 
-    def luma(image: Image.Image) -> np.ndarray:
-        return np.asarray(image.convert("RGB"), dtype=np.float64) @ np.array(_LUMA)
-
-    return float(
-        structural_similarity(
-            luma(expected),
-            luma(actual),
-            data_range=255.0,
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            K1=0.01,
-            K2=0.03,
-        )
-    )
+    return luma_ssim(luma(expected), luma(actual))
 
 
 # --------------------------------------------------------------------------

@@ -396,6 +396,13 @@ class ServerOptions:
     warm: bool = False  # the workload warms with Resizer.warm_path first
 
 
+def fresh_dir(path: Path) -> Path:
+    """``path`` as an empty directory, whatever an earlier run left there."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
 class Resizer:
     """What the orchestrator needs from phizer and thumbor alike."""
 
@@ -454,9 +461,7 @@ class Thumbor(Resizer):
         processes: int,
         options: ServerOptions,
     ) -> None:
-        self.workdir = workdir / "thumbor"
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        self.workdir.mkdir(parents=True)
+        self.workdir = fresh_dir(workdir / "thumbor")
         self.origin = f"{HOST}:{origin_port}"
         self.port = free_port_block(processes + 1)
         self.instance_ports = [self.port + 1 + i for i in range(processes)]
@@ -587,9 +592,7 @@ class Phizer(Resizer):
         workers: int,
         options: ServerOptions,
     ) -> None:
-        self.workdir = workdir / "phizer"
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        self.workdir.mkdir(parents=True)
+        self.workdir = fresh_dir(workdir / "phizer")
         self.workers = workers
         self.options = options
         self.port = free_port_block(workers + 1)

@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from tests.imagetools import encode, photo
-from tests.ports import HOST, free_port_block
+from tests.ports import HOST, free_port_block, serve_in_thread
 
 READY_SECONDS = 20.0
 STOP_SECONDS = 15.0
@@ -67,10 +67,7 @@ class OriginServer:
         server = ThreadingHTTPServer((HOST, 0), _make_origin_handler(self))
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(server)
         return self
 
     def stop(self) -> None:

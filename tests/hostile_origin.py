@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-HOST = "127.0.0.1"
+from tests.ports import HOST, serve_in_thread
+
 HOLD_POLL_SECONDS = 0.05
 JOIN_SECONDS = 5.0
 
@@ -120,10 +121,7 @@ class HostileOrigin:
         server = ThreadingHTTPServer((HOST, 0), _make_handler(self))
         server.daemon_threads = False  # server_close joins them: no thread outlives stop
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(server)
         return self
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""Free loopback ports for the servers tests and benchmarks start.
+"""Free loopback ports for the servers tests and benchmarks start, and a
+thread to run a test server on.
 
 Standard library only: bench/perf.py imports it before it has a venv.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import random
 import socket
+import socketserver
+import threading
 from collections.abc import Iterable
 
 HOST = "127.0.0.1"
@@ -36,3 +39,12 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def serve_in_thread(server: socketserver.BaseServer) -> threading.Thread:
+    """Run ``server`` on a daemon thread; ``server.shutdown()`` ends it."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    return thread

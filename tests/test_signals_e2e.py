@@ -25,6 +25,7 @@ from tests.e2e_support import (
     wait_until,
 )
 from tests.imagetools import encode, photo
+from tests.ports import serve_in_thread
 
 IMAGE = encode(photo(64, 48), "JPEG")
 
@@ -53,8 +54,7 @@ class GatedOrigin:
 
         self._server = ThreadingHTTPServer((HOST, 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_thread(self._server)
 
     @property
     def port(self) -> int:

@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.e2e_support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 15.0
@@ -30,14 +31,6 @@ def _starts(directory: Path) -> list[tuple[int, int, float]]:
         index, pid, at = line.split()
         rows.append((int(index), int(pid), float(at)))
     return rows
-
-
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _alive(pid: int) -> bool:
@@ -72,7 +65,9 @@ def test_stop_signal_stops_every_child_and_exits_zero(
     run_supervisor: Callable[..., subprocess.Popen], tmp_path: Path, stop_signal: int
 ) -> None:
     supervisor = run_supervisor(3)
-    _wait_for(lambda: len(_starts(tmp_path)) == 3, "three children")
+    wait_until(
+        lambda: len(_starts(tmp_path)) == 3, DEADLINE, "timed out waiting for three children"
+    )
     pids = [pid for _, pid, _ in _starts(tmp_path)]
     assert all(_alive(pid) for pid in pids)
 
@@ -87,12 +82,16 @@ def test_killed_child_is_restarted_and_others_untouched(
     run_supervisor: Callable[..., subprocess.Popen], tmp_path: Path
 ) -> None:
     supervisor = run_supervisor(3)
-    _wait_for(lambda: len(_starts(tmp_path)) == 3, "three children")
+    wait_until(
+        lambda: len(_starts(tmp_path)) == 3, DEADLINE, "timed out waiting for three children"
+    )
     first = {index: pid for index, pid, _ in _starts(tmp_path)}
 
     os.kill(first[1], signal.SIGKILL)
 
-    _wait_for(lambda: len(_starts(tmp_path)) == 4, "a restarted child")
+    wait_until(
+        lambda: len(_starts(tmp_path)) == 4, DEADLINE, "timed out waiting for a restarted child"
+    )
     index, new_pid, _ = _starts(tmp_path)[-1]
     assert index == 1 and new_pid != first[1] and _alive(new_pid)
     assert _alive(first[0]) and _alive(first[2])
@@ -109,7 +108,11 @@ def test_child_dying_at_boot_is_restarted_with_growing_back_off(
     def crash_starts() -> list[float]:
         return [at for index, _, at in _starts(tmp_path) if index == 1]
 
-    _wait_for(lambda: len(crash_starts()) >= 4, "four starts of the crashing child")
+    wait_until(
+        lambda: len(crash_starts()) >= 4,
+        DEADLINE,
+        "timed out waiting for four starts of the crashing child",
+    )
     times = crash_starts()[:4]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     # Back-off of 0.5 s, 1 s, 2 s: no fork storm.

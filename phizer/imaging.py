@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
+from phizer import jpegscale
 from phizer.animation import Animation, decode_animation, frame_count
 from phizer.colour import output_colour
 from phizer.encoding import EncodeOptions, encode
@@ -465,12 +466,12 @@ def _decode_animation(
 def decode(image: Image.Image, wanted: tuple[int, int], orientation: int) -> Image.Image:
     """Decode the first frame upright, in a mode that resizes correctly.
 
-    JPEGs are decoded at the smallest DCT scale that still gives at least
-    ``wanted`` (upright) pixels (``draft``), which cuts the decode cost by
-    up to 64x.
+    JPEGs are decoded at the smallest DCT scale (1/8, 1/4, 3/8, 1/2 or 1)
+    that still gives at least ``wanted`` (upright) pixels
+    (``jpegscale.draft``), which cuts the decode cost by up to 64x.
     """
     if image.format == "JPEG":
-        image.draft(None, _upright_size(wanted, orientation))  # back to stored axes
+        jpegscale.draft(image, _upright_size(wanted, orientation))  # back to stored axes
     with _decoding():
         image.load()
         transpose = _TRANSPOSE.get(orientation)

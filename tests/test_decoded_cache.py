@@ -112,13 +112,14 @@ def test_decoded_original_is_small_and_upright() -> None:
     decoded = decode_original(JPEG, SPECS.values(), OPTIONS, MAX_DIMENSION)
     assert decoded is not None
     assert decoded.full_size == FULL
-    # DCT scaling to the smallest scale that keeps the working size: 3600 / 2.
+    # DCT scaling to the smallest scale that keeps the working size (1280
+    # wide for m640): 3600 x 3/8.
     working = working_size(*FULL, SPECS.values(), MAX_DIMENSION)
-    assert decoded.base.size == (1800, 1200)
+    assert decoded.base.size == (1350, 900)
     assert working[0] <= decoded.base.width < 2 * working[0]
     assert decoded.levels == {}
     # Counted as Pillow holds it: 4 bytes per RGB pixel.
-    assert decoded.nbytes == 1800 * 1200 * 4
+    assert decoded.nbytes == 1350 * 900 * 4
 
 
 def test_levels_are_made_when_asked_for_and_kept() -> None:
@@ -126,7 +127,7 @@ def test_levels_are_made_when_asked_for_and_kept() -> None:
     assert decoded is not None
     first = render_decoded(decoded, SPECS["m640"], None, OPTIONS)
     assert list(decoded.levels) == [(640, 426)]
-    assert decoded.nbytes == (1800 * 1200 + 640 * 426) * 4
+    assert decoded.nbytes == (1350 * 900 + 640 * 426) * 4
     # s220 (220x146) is made from the 640 level, which has 2x headroom.
     sources = []
     original_source_for = decoded.source_for

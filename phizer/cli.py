@@ -30,6 +30,7 @@ from phizer.daemonize import (
     redirect_stderr,
 )
 from phizer.errors import ConfigError
+from phizer.linux import huge_page_environment, thp_mode
 from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
 from phizer.pidfile import PidFile, PidFileError
@@ -172,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         print(render(config, args.config), end="")
         return 0
+    if argv is None and config.settings.huge_pages:
+        _run_with_huge_pages()
     settings = config.settings
     configure_logging(settings, "supervisor", settings.log_level)
     try:
@@ -179,6 +182,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Refusal as err:
         return _refuse(str(err), err.status)
     return _run(args, config, launch)
+
+
+def _run_with_huge_pages() -> None:
+    """Start again under glibc's huge page tunable (same pid, same arguments).
+
+    A decode's buffers (tens of MB, fresh for every photo) then fault in
+    2 MiB at a time rather than 4 KiB: about a tenth less CPU per photo.
+    """
+    environ = huge_page_environment(dict(os.environ), thp_mode())
+    if environ is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
 
 
 def _prepare(args: argparse.Namespace, config: Config) -> _Launch:

@@ -67,6 +67,7 @@ class Settings:
     avif_quality: int | None = None
     # Operations.
     shutdown_timeout: float = 10.0
+    huge_pages: bool = False
     syslog_address: str | tuple[str, int] = "/dev/log"
     log_format: str = "text"
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -116,6 +117,7 @@ _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
     "webp_quality": lambda v: values.parse_int(v, 1, 100),
     "avif_quality": lambda v: values.parse_int(v, 1, 100),
     "shutdown_timeout": values.parse_seconds,
+    "huge_pages": values.parse_bool,
     "syslog_address": values.parse_syslog_address,
     "log_format": lambda v: values.parse_choice(v, ("text", "json")),
     "trusted_proxies": values.parse_networks,

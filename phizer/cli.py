@@ -173,10 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         print(render(config, args.config), end="")
         return 0
-    if argv is None and config.settings.huge_pages:
-        _run_with_huge_pages()
     settings = config.settings
+    # Before logging starts, so that nothing it opens or prints happens twice.
+    failed_exec = _run_with_huge_pages() if argv is None and settings.huge_pages else None
     configure_logging(settings, "supervisor", settings.log_level)
+    if failed_exec:
+        log.warning("huge_pages: could not start again under them (%s)", failed_exec)
     try:
         launch = _prepare(args, config)
     except _Refusal as err:
@@ -184,17 +186,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args, config, launch)
 
 
-def _run_with_huge_pages() -> None:
-    """Start again under glibc's huge page tunable (same pid, same arguments).
+def _run_with_huge_pages() -> str | None:
+    """Start again under glibc's huge page tunable (same pid, same arguments);
+    returns only when that is not needed (None) or failed (why).
 
     A decode's buffers (tens of MB, fresh for every photo) then fault in
-    2 MiB at a time rather than 4 KiB: about a tenth less CPU per photo.
+    2 MiB at a time rather than 4 KiB (see docs/operations.md, "Memory").
     """
     environ = huge_page_environment(dict(os.environ), thp_mode())
-    if environ is not None:
-        sys.stdout.flush()
-        sys.stderr.flush()
+    if environ is None:
+        return None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
+    except OSError as err:
+        return str(err.strerror or err)
+    return None  # not reached: execve returns only by raising
 
 
 def _prepare(args: argparse.Namespace, config: Config) -> _Launch:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from phizer import cli
 from phizer.linux import huge_page_environment
 
 MADVISE = "always [madvise] never"
@@ -36,3 +37,25 @@ def test_appends_to_other_tunables() -> None:
 )
 def test_nothing_to_change(environ: dict[str, str], mode: str | None) -> None:
     assert huge_page_environment(environ, mode) is None
+
+
+def test_a_failed_exec_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setattr(cli, "thp_mode", lambda: MADVISE)
+    monkeypatch.setattr(cli.os, "execve", refuse)
+    assert cli._run_with_huge_pages() == "Permission denied"
+
+
+def test_no_exec_when_nothing_is_to_change(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    def unexpected(*args: object) -> None:
+        raise AssertionError("execve called")
+
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")
+    monkeypatch.setattr(cli, "thp_mode", lambda: MADVISE)
+    monkeypatch.setattr(cli.os, "execve", unexpected)
+    assert cli._run_with_huge_pages() is None

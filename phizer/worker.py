@@ -9,6 +9,7 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application
 
+from phizer import jpegscale
 from phizer.admin import WorkerMetrics, worker_routes
 from phizer.cache import ByteLRU
 from phizer.coalesce import SingleFlight
@@ -54,6 +55,7 @@ class WorkerState:
 
     def __init__(self, config: Config, origins: OriginSet) -> None:
         settings = config.settings
+        jpegscale.three_eighths_works()  # probed now rather than on a first request
         self.config = config
         self.origins = origins
         self.originals: ByteLRU[Original] = ByteLRU(

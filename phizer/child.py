@@ -14,7 +14,7 @@ from tornado.iostream import IOStream
 
 from phizer.config import Config
 from phizer.front import make_front_app
-from phizer.heaptrim import HeapTrim
+from phizer.heaptrim import HeapTrim, decode_memory
 from phizer.linux import set_process_name, tune_allocator
 from phizer.listeners import Listener
 from phizer.logsetup import configure_logging
@@ -29,12 +29,6 @@ MAX_HEADER_BYTES = 16 * 1024
 # GET/HEAD carry no body; a small one is read so other methods still get 405.
 MAX_BODY_BYTES = 64 * 1024
 FRONT_MMAP_THRESHOLD = 1 << 20
-# A worker's decode buffers up to this size (a decoded photo, most of a
-# progressive JPEG's coefficients) are reused from the heap: faulting them in
-# afresh for every decode cost ~9% of a cold photo's time. Larger ones are
-# mapped on their own, so under churn RSS stays within one decode of the
-# caches (bench/load.py: 64 MiB here went 30 MB past that).
-WORKER_MMAP_THRESHOLD = 16 << 20
 # The front keeps idle connections to workers open for reuse.
 WORKER_IDLE_SECONDS = 60.0
 
@@ -44,8 +38,13 @@ def run_child(config: Config, restarts: RestartBoard, index: int, listener: List
     settings = config.settings
     set_process_name(f"phizer-{'front' if index == 0 else f'w{index}'}")
     # The front's buffers are small; a worker's decode buffers (tens of MB)
-    # are kept for the next decode (phizer.heaptrim says when they go back).
-    tune_allocator(FRONT_MMAP_THRESHOLD if index == 0 else WORKER_MMAP_THRESHOLD)
+    # are kept for the next decode (phizer.heaptrim says how many, and when
+    # they go back).
+    if index == 0:
+        tune_allocator(FRONT_MMAP_THRESHOLD)
+    else:
+        memory = decode_memory(settings.decode_memory_reserve)
+        tune_allocator(memory.mmap_threshold, memory.trim_threshold)
     level = settings.log_level if index == 0 else settings.log_level_worker
     configure_logging(settings, role_name(index), level)
     asyncio.run(_serve(config, restarts, index, listener.sockets))
@@ -65,7 +64,9 @@ async def _serve(
         app = make_worker_app(config)
         state = app.settings["state"]
         HeapTrim(
-            app.settings["in_flight"], lambda: state.originals.size + state.decoded.size
+            app.settings["in_flight"],
+            lambda: state.originals.size + state.decoded.size,
+            max_kept_free=decode_memory(settings.decode_memory_reserve).max_kept_free,
         ).start()
         keep_alive = True  # the front reuses its connections to workers
         client_timeout = max(settings.client_timeout, WORKER_IDLE_SECONDS)

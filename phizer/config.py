@@ -68,6 +68,8 @@ class Settings:
     # Operations.
     shutdown_timeout: float = 10.0
     huge_pages: bool = False
+    # Freed decode memory each worker keeps for its next decode (phizer.heaptrim).
+    decode_memory_reserve: int = 32 * MIB
     syslog_address: str | tuple[str, int] = "/dev/log"
     log_format: str = "text"
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -118,11 +120,18 @@ _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
     "avif_quality": lambda v: values.parse_int(v, 1, 100),
     "shutdown_timeout": values.parse_seconds,
     "huge_pages": values.parse_bool,
+    "decode_memory_reserve": lambda v: _byte_range(values.parse_byte_size(v), 2 * MIB, 1024 * MIB),
     "syslog_address": values.parse_syslog_address,
     "log_format": lambda v: values.parse_choice(v, ("text", "json")),
     "trusted_proxies": values.parse_networks,
     "admin_allow": values.parse_networks,
 }
+
+
+def _byte_range(number: int, minimum: int, maximum: int) -> int:
+    if not minimum <= number <= maximum:
+        raise ValueError(f"must be between {minimum // MIB} MiB and {maximum // MIB} MiB")
+    return number
 
 
 def _at_least(number: int, minimum: int) -> int:

@@ -1,10 +1,11 @@
-"""When a worker hands the heap's free memory back to the system.
+"""How much freed memory a worker keeps, and when it hands it back.
 
 Workers keep freed decode buffers for the next decode (see
 ``phizer.linux.tune_allocator``): under load that saves faulting tens of
-MB in afresh for every photo. Two rules keep that from growing RSS: once
-the worker has been idle for a while, and whenever more than one decode's
-worth of free memory has piled up beside the caches.
+MB in afresh for every photo (the kernel zeroes each page on its first
+touch). ``decode_memory_reserve`` says how much; two rules keep that from
+growing RSS: once the worker has been idle for a while, and whenever more
+than the reserve has piled up beside the caches.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tornado.ioloop import PeriodicCallback
 
@@ -24,6 +26,26 @@ CHECK_SECONDS = 0.1
 # room for the buffers of the next decode, not for a pile of old ones.
 MAX_KEPT_FREE = 32 << 20
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class DecodeMemory:
+    """A worker's allocator settings for a ``decode_memory_reserve``."""
+
+    mmap_threshold: int  # larger buffers are mapped on their own, gone when freed
+    trim_threshold: int  # free memory at the heap's top beyond this goes back at once
+    max_kept_free: int  # free memory beside the caches that HeapTrim lets be
+
+
+def decode_memory(reserve: int) -> DecodeMemory:
+    """Keep ``reserve`` bytes of freed decode memory for the next decode.
+
+    A decode needs its largest buffer (a progressive JPEG's luma
+    coefficients) and about as much again (chroma coefficients, the decoded
+    image), so buffers up to half the reserve come from the heap, where the
+    next decode finds them; larger ones could not be kept beside the rest.
+    """
+    return DecodeMemory(reserve // 2, reserve, reserve)
 
 
 def resident_bytes() -> int:

@@ -52,10 +52,11 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
-def tune_allocator(threshold: int) -> None:
+def tune_allocator(threshold: int, trim_threshold: int | None = None) -> None:
     """Have glibc map allocations of ``threshold`` bytes or more on their own
     (returned to the system the moment they are freed) and give back free
-    heap memory above ``threshold`` at once.
+    memory at the top of the heap beyond ``trim_threshold`` (default:
+    ``threshold``) at once.
 
     Left to itself glibc raises its mmap threshold after large frees, up to
     32 MiB, and later buffers then come from a heap that only shrinks from
@@ -67,7 +68,7 @@ def tune_allocator(threshold: int) -> None:
     try:
         libc = _libc()
         libc.mallopt(_M_MMAP_THRESHOLD, threshold)
-        libc.mallopt(_M_TRIM_THRESHOLD, threshold)
+        libc.mallopt(_M_TRIM_THRESHOLD, threshold if trim_threshold is None else trim_threshold)
     except (OSError, AttributeError):
         pass
 

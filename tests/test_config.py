@@ -376,6 +376,8 @@ def test_unknown_options_and_sections_are_warnings(tmp_path):
         ("properties", "max_age", "-1"),
         ("properties", "syslog_facility", "LOG_NOWHERE"),
         ("properties", "origin_timeout", "0"),
+        ("properties", "decode_memory_reserve", "1M"),
+        ("properties", "decode_memory_reserve", "2G"),
         ("master", "port", "http"),
         ("sizes", "s100", "100x100 fit"),
         ("sizes", "p200", "300x200 portrait"),
@@ -623,3 +625,21 @@ def test_malformed_size_option_names_the_size_and_the_reason(tmp_path, value):
     assert "[sizes] thumb" in message
     assert value in message
     assert "expected" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", 32 * MIB), ("2M", 2 * MIB), ("64 MiB", 64 * MIB), ("1G", 1024 * MIB)],
+)
+def test_decode_memory_reserve(tmp_path, value, expected):
+    text = f"""\
+    [properties]
+    decode_memory_reserve = {value}
+
+    [master]
+    host = images.example.com
+
+    [sizes]
+    s100 = 100x100
+    """
+    assert load(tmp_path, text).settings.decode_memory_reserve == expected

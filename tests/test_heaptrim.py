@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
-from phizer.heaptrim import HeapTrim, resident_bytes
+import pytest
+
+from phizer.heaptrim import DecodeMemory, HeapTrim, decode_memory, resident_bytes
 from phizer.linux import release_free_memory, tune_allocator
 from phizer.web import InFlight
 
@@ -109,3 +114,53 @@ def test_allocator_calls_are_safe_and_rss_is_read() -> None:
     release_free_memory()
     tune_allocator(1 << 20)
     assert 1 * MIB < resident_bytes() < 4096 * MIB
+
+
+# Touches a malloc'd buffer twice under a worker's allocator settings and
+# prints the page faults of the second time: none when the first buffer's
+# pages were kept for it, one per page when they went back to the system.
+_REUSE_PROBE = """
+import ctypes, resource, sys
+from phizer.heaptrim import decode_memory
+from phizer.linux import tune_allocator
+memory = decode_memory(int(sys.argv[1]))
+tune_allocator(memory.mmap_threshold, memory.trim_threshold)
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = int(sys.argv[2])
+def touch():
+    buffer = libc.malloc(size)
+    ctypes.memset(buffer, 1, size)
+    libc.free(buffer)
+touch()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+touch()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _second_touch_faults(reserve: int, size: int) -> int:
+    probe = subprocess.run(
+        [sys.executable, "-c", _REUSE_PROBE, str(reserve), str(size)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return int(probe.stdout)
+
+
+def test_decode_memory_splits_the_reserve() -> None:
+    assert decode_memory(32 * MIB) == DecodeMemory(16 * MIB, 32 * MIB, 32 * MIB)
+    assert decode_memory(64 * MIB) == DecodeMemory(32 * MIB, 64 * MIB, 64 * MIB)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_a_buffer_within_half_the_reserve_is_reused_without_faulting() -> None:
+    # 24 MiB: luma coefficients of a 12 MP progressive JPEG.
+    pages = (24 * MIB) // os.sysconf("SC_PAGE_SIZE")
+    assert _second_touch_faults(64 * MIB, 24 * MIB) < pages // 20
+    # The default reserve maps a buffer that size on its own: faulted afresh.
+    assert _second_touch_faults(32 * MIB, 24 * MIB) > pages * 9 // 10

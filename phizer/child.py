@@ -66,7 +66,7 @@ async def _serve(
         HeapTrim(
             app.settings["in_flight"],
             lambda: state.originals.size + state.decoded.size,
-            max_kept_free=decode_memory(settings.decode_memory_reserve).max_kept_free,
+            decode_memory(settings.decode_memory_reserve).max_kept_free,
         ).start()
         keep_alive = True  # the front reuses its connections to workers
         client_timeout = max(settings.client_timeout, WORKER_IDLE_SECONDS)

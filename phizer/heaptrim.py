@@ -22,9 +22,6 @@ from phizer.web import InFlight
 
 IDLE_SECONDS = 2.0
 CHECK_SECONDS = 0.1
-# Free heap memory kept beyond the caches before it is released mid-spell:
-# room for the buffers of the next decode, not for a pile of old ones.
-MAX_KEPT_FREE = 32 << 20
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -34,7 +31,9 @@ class DecodeMemory:
 
     mmap_threshold: int  # larger buffers are mapped on their own, gone when freed
     trim_threshold: int  # free memory at the heap's top beyond this goes back at once
-    max_kept_free: int  # free memory beside the caches that HeapTrim lets be
+    # Free memory beside the caches that HeapTrim lets be mid-spell: room for
+    # the buffers of the next decode, not for a pile of old ones.
+    max_kept_free: int
 
 
 def decode_memory(reserve: int) -> DecodeMemory:
@@ -63,10 +62,10 @@ class HeapTrim:
         self,
         in_flight: InFlight,
         cached: Callable[[], int],
+        max_kept_free: int,
         release: Callable[[], None] = release_free_memory,
         rss: Callable[[], int] = resident_bytes,
         idle_seconds: float = IDLE_SECONDS,
-        max_kept_free: int = MAX_KEPT_FREE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._in_flight = in_flight

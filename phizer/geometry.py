@@ -144,14 +144,13 @@ def level_sizes(plans: Iterable[ResizePlan], full: tuple[int, int]) -> tuple[tup
     """The output sizes of the whole-image ``plans`` that are smaller than the
     ``full`` source, largest first, each once: the levels a decoded original
     may be kept at."""
-    width, height = full
-    sizes = set()
-    for plan in plans:
-        out_w, out_h = plan.size
-        smaller = out_w <= width and out_h <= height and (out_w, out_h) != full
-        if smaller and is_whole(plan, full):
-            sizes.add((out_w, out_h))
+    sizes = {plan.size for plan in plans if is_reduction(plan.size, full) and is_whole(plan, full)}
     return tuple(sorted(sizes, key=lambda size: (size[0] * size[1], size), reverse=True))
+
+
+def is_reduction(size: tuple[int, int], full: tuple[int, int]) -> bool:
+    """Whether ``size`` is no larger than ``full`` on either side, and not ``full`` itself."""
+    return size[0] <= full[0] and size[1] <= full[1] and size != full
 
 
 def is_whole(plan: ResizePlan, full: tuple[int, int]) -> bool:

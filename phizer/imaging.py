@@ -31,6 +31,7 @@ from phizer.geometry import (
     ResizePlan,
     draft_size,
     exceeds,
+    is_reduction,
     is_whole,
     level_sizes,
     pick_level,
@@ -229,9 +230,7 @@ class DecodedOriginal:
         levels: a cascade would round their premultiplied colours each time."""
         if size in self.levels:
             return self.levels[size]
-        full_w, full_h = self.full_size
-        smaller = size[0] <= full_w and size[1] <= full_h and size != self.full_size
-        if not smaller or not self.levelable:
+        if not is_reduction(size, self.full_size) or not self.levelable:
             return None
         plan = ResizePlan((0, 0, *self.full_size), size)
         source = self.source_for(plan)

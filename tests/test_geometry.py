@@ -10,6 +10,7 @@ from phizer.geometry import (
     crop_box,
     draft_size,
     exceeds,
+    is_reduction,
     plan_crop_only,
     plan_resize,
     scale_box,
@@ -385,3 +386,18 @@ def test_scale_box(box, from_size, to_size, expected):
 )
 def test_exceeds(width, height, limit, expected):
     assert exceeds(spec(width, height), limit) is expected
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((640, 426), True),
+        ((639, 427), True),
+        ((1, 1), True),
+        ((640, 427), False),
+        ((641, 427), False),
+        ((640, 428), False),
+    ],
+)
+def test_is_reduction_of_a_640x427_image(size: tuple[int, int], expected: bool) -> None:
+    assert is_reduction(size, (640, 427)) is expected

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from corpus import corpus
 from measure import Case, load_cases, measure
 
-from phizer.encoding import AVIF_SPEED
+from phizer.imaging.encoding import AVIF_SPEED
 
 JPEG_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 100)
 

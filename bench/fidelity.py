@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from corpus import photos
 from measure import FORMATS, SIZES, Case, Sample, encode, load_cases, measure, size_spec
 
-from phizer import imaging
-from phizer.encoding import AVIF_SPEED
-from phizer.qualities import quality_for
+from phizer.imaging import pipeline as imaging
+from phizer.imaging.encoding import AVIF_SPEED
+from phizer.imaging.qualities import quality_for
 
 FAST_PATH_MINIMUM = 0.98  # the requirement
 PILLOW_AVIF_SPEED = 6

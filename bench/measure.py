@@ -24,9 +24,10 @@ import numpy as np
 from PIL import Image, ImageOps
 from skimage.metrics import structural_similarity
 
-from phizer import encoding, imaging
-from phizer.geometry import plan_resize
-from phizer.sizes import SizeSpec, parse_size_spec
+from phizer.config.sizes import SizeSpec, parse_size_spec
+from phizer.imaging import encoding
+from phizer.imaging import pipeline as imaging
+from phizer.imaging.geometry import plan_resize
 
 # As they would be written under [sizes] (code = value).
 SIZES: tuple[tuple[str, str], ...] = (("s320", "320x320"), ("s1024", "1024x1024"))

@@ -19,9 +19,11 @@ from typing import IO
 from PIL import Image
 
 from phizer import __version__
-from phizer.checkconfig import render
-from phizer.config import Config, load_config, with_overrides
-from phizer.daemonize import (
+from phizer.config.loader import Config, load_config, with_overrides
+from phizer.config.report import render
+from phizer.config.values import parse_log_level
+from phizer.errors import ConfigError
+from phizer.process.daemonize import (
     LogFileError,
     Startup,
     detach,
@@ -29,12 +31,11 @@ from phizer.daemonize import (
     open_log_file,
     redirect_stderr,
 )
-from phizer.errors import ConfigError
-from phizer.linux import huge_page_environment, thp_mode
-from phizer.listeners import Listener
-from phizer.logsetup import configure_logging
-from phizer.pidfile import PidFile, PidFileError
-from phizer.privileges import (
+from phizer.process.linux import huge_page_environment, thp_mode
+from phizer.process.listeners import Listener
+from phizer.process.logsetup import configure_logging
+from phizer.process.pidfile import PidFile, PidFileError
+from phizer.process.privileges import (
     Identity,
     PrivilegeError,
     accessible_as,
@@ -42,8 +43,7 @@ from phizer.privileges import (
     require_root,
     resolve_identity,
 )
-from phizer.service import open_listeners, serve
-from phizer.values import parse_log_level
+from phizer.process.service import open_listeners, serve
 
 log = logging.getLogger("phizer")
 

@@ -28,10 +28,10 @@ from tornado.ioloop import IOLoop
 from tornado.testing import AsyncHTTPTestCase, bind_unused_port
 from tornado.web import Application, RequestHandler
 
-from phizer.config import Config, OriginSpec, Settings
-from phizer.front import FrontState, make_front_app
-from phizer.sizes import parse_size_spec
-from phizer.worker import WorkerState, make_origin_set, make_worker_app
+from phizer.config.loader import Config, OriginSpec, Settings
+from phizer.config.sizes import parse_size_spec
+from phizer.web.front import FrontState, make_front_app
+from phizer.web.worker import WorkerState, make_origin_set, make_worker_app
 
 LOOPBACK = "127.0.0.1"
 

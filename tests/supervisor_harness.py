@@ -14,8 +14,8 @@ import signal
 import sys
 import time
 
-from phizer.listeners import Listener
-from phizer.supervisor import Supervisor
+from phizer.process.listeners import Listener
+from phizer.process.supervisor import Supervisor
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ from ipaddress import ip_network
 import pytest
 from tornado.web import Application
 
-from phizer.accesslog import (
+from phizer.web.accesslog import (
     RECORD_ATTR,
     AccessEntry,
     client_address,

@@ -18,12 +18,12 @@ from tornado.testing import bind_unused_port, gen_test
 from tornado.web import Application
 
 from phizer import __version__
-from phizer.admin import FrontAdminHandler, is_allowed
-from phizer.cache import ENTRY_OVERHEAD
-from phizer.config import Config
-from phizer.front import FrontState, make_front_app
-from phizer.restarts import RestartBoard
-from phizer.urls import parse_request_path
+from phizer.cache.lru import ENTRY_OVERHEAD
+from phizer.config.loader import Config
+from phizer.process.restarts import RestartBoard
+from phizer.web.admin import FrontAdminHandler, is_allowed
+from phizer.web.front import FrontState, make_front_app
+from phizer.web.urls import parse_request_path
 from tests.http_support import (
     PoolTestCase,
     ServerPool,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from phizer.cache import ENTRY_OVERHEAD, ByteLRU
-from phizer.coalesce import SingleFlight
+from phizer.cache.lru import ENTRY_OVERHEAD, ByteLRU
+from phizer.cache.singleflight import SingleFlight
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from phizer.config import Config, Settings, load_config, with_overrides
+from phizer.config.loader import Config, Settings, load_config, with_overrides
+from phizer.config.sizes import Constraint, SizeSpec
 from phizer.errors import ConfigError
-from phizer.sizes import Constraint, SizeSpec
 
 MIB = 1024 * 1024
 

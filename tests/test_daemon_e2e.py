@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 
 from phizer import cli
-from phizer.config import Settings
-from phizer.daemonize import hold_startup_signals
+from phizer.config.loader import Settings
+from phizer.process.daemonize import hold_startup_signals
 from tests.e2e_support import (
     FRONT_NAME,
     HOST,

@@ -12,9 +12,10 @@ from PIL import Image
 from tornado.testing import gen_test
 from tornado.web import Application
 
-import phizer.worker as worker_module
-from phizer.cache import ENTRY_OVERHEAD
-from phizer.geometry import (
+import phizer.web.worker as worker_module
+from phizer.cache.lru import ENTRY_OVERHEAD
+from phizer.config.sizes import parse_size_spec
+from phizer.imaging.geometry import (
     ResizePlan,
     has_headroom,
     level_sizes,
@@ -22,9 +23,8 @@ from phizer.geometry import (
     plan_resize,
     working_size,
 )
-from phizer.imaging import OutputOptions, decode_original, render, render_decoded
-from phizer.sizes import parse_size_spec
-from phizer.urls import Crop
+from phizer.imaging.pipeline import OutputOptions, decode_original, render, render_decoded
+from phizer.web.urls import Crop
 from tests.http_support import (
     PoolTestCase,
     ServerPool,
@@ -292,7 +292,7 @@ class TestDecodedCacheOverHttp(PoolTestCase):
     async def test_sizes_waiting_on_one_fetch_share_one_decode(self) -> None:
         self.origin.delays["photo.jpg"] = 10
         decodes = mock.patch(
-            "phizer.worker.decode_original", wraps=worker_module.decode_original
+            "phizer.web.worker.decode_original", wraps=worker_module.decode_original
         ).start()
         self.addCleanup(mock.patch.stopall)
         codes = ("m640", "t96", "s220", "p200")

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import phizer
-from phizer.linux import huge_page_environment, thp_mode
+from phizer.process.linux import huge_page_environment, thp_mode
 from tests.e2e_support import (
     FRONT_NAME,
     HOST,

@@ -18,12 +18,12 @@ from dataclasses import replace
 import pytest
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, PngImagePlugin
 
-from phizer.config import Settings
+from phizer.config.loader import Settings
+from phizer.config.sizes import Constraint, SizeSpec
 from phizer.errors import SourceTooLarge, UnsupportedImage
-from phizer.formats import choose_format
-from phizer.imaging import OutputOptions, output_quality, refused_format, render
-from phizer.qualities import quality_for
-from phizer.sizes import Constraint, SizeSpec
+from phizer.imaging.formats import choose_format
+from phizer.imaging.pipeline import OutputOptions, output_quality, refused_format, render
+from phizer.imaging.qualities import quality_for
 from tests import icc_profiles
 from tests.imagetools import decode, photo, rms_difference, similar, ssim
 from tests.imagetools import encode as save

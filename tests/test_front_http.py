@@ -15,8 +15,8 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 from phizer import __version__
-from phizer.config import Config
-from phizer.front import FrontState
+from phizer.config.loader import Config
+from phizer.web.front import FrontState
 from tests.http_support import (
     PoolTestCase,
     ServerPool,

@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from phizer.config.sizes import Constraint, SizeSpec
 from phizer.errors import PhizerError
-from phizer.imaging import ALLOWED_FORMATS, CONTENT_TYPES, OutputOptions, render
-from phizer.sizes import Constraint, SizeSpec
-from phizer.urls import CROP_SCALE, Crop, ImageRequest, parse_request_path
+from phizer.imaging.pipeline import ALLOWED_FORMATS, CONTENT_TYPES, OutputOptions, render
+from phizer.web.urls import CROP_SCALE, Crop, ImageRequest, parse_request_path
 from tests.imagetools import encode, photo
 
 FUZZ = settings(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from phizer.geometry import (
+from phizer.config.sizes import Constraint, SizeSpec, parse_size_spec
+from phizer.imaging.geometry import (
     ResizePlan,
     crop_box,
     draft_size,
@@ -15,8 +16,7 @@ from phizer.geometry import (
     plan_resize,
     scale_box,
 )
-from phizer.sizes import Constraint, SizeSpec, parse_size_spec
-from phizer.urls import Crop
+from phizer.web.urls import Crop
 
 MAX, SQUARE, PORTRAIT, LANDSCAPE = (
     Constraint.MAX,

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from phizer.heaptrim import DecodeMemory, HeapTrim, decode_memory, resident_bytes
-from phizer.web import InFlight
+from phizer.process.heaptrim import DecodeMemory, HeapTrim, decode_memory, resident_bytes
+from phizer.web.handler import InFlight
 
 MIB = 1 << 20
 
@@ -128,8 +128,8 @@ def test_resident_bytes_is_this_process_rss() -> None:
 # pages were kept for it, one per page when they went back to the system.
 _REUSE_PROBE = """
 import ctypes, resource, sys
-from phizer.heaptrim import decode_memory
-from phizer.linux import tune_allocator
+from phizer.process.heaptrim import decode_memory
+from phizer.process.linux import tune_allocator
 memory = decode_memory(int(sys.argv[1]))
 tune_allocator(memory.mmap_threshold, memory.trim_threshold)
 libc = ctypes.CDLL("libc.so.6")

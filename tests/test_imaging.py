@@ -11,11 +11,11 @@ import zlib
 import pytest
 from PIL import Image, ImageCms, ImageDraw, ImageOps, ImageStat
 
-from phizer.encoding import EncodeOptions, encode
+from phizer.config.sizes import Constraint, SizeSpec
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
-from phizer.imaging import OutputOptions, render, resizable_mode
-from phizer.sizes import Constraint, SizeSpec
-from phizer.urls import Crop
+from phizer.imaging.encoding import EncodeOptions, encode
+from phizer.imaging.pipeline import OutputOptions, render, resizable_mode
+from phizer.web.urls import Crop
 from tests.imagetools import decode, photo, rms_difference, similar
 from tests.imagetools import encode as save
 

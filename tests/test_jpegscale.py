@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from phizer import jpegscale
+from phizer.imaging import jpegscale
 from tests.imagetools import encode, photo, ssim
 
 LANCZOS = Image.Resampling.LANCZOS

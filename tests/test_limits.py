@@ -12,8 +12,8 @@ import pytest
 from tornado.web import Application, RequestHandler
 
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
-from phizer.imaging import open_image, refused_format
-from phizer.origins import BoundedSink, DirectoryOrigin
+from phizer.imaging.pipeline import open_image, refused_format
+from phizer.origins.sources import BoundedSink, DirectoryOrigin
 from tests.http_support import (
     PoolTestCase,
     ServerPool,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from phizer import cli
-from phizer.linux import huge_page_environment
+from phizer.process.linux import huge_page_environment
 
 MADVISE = "always [madvise] never"
 

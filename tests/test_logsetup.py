@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from phizer import logsetup
-from phizer.accesslog import RECORD_ATTR, AccessEntry, render_text
-from phizer.config import Settings
-from phizer.logsetup import configure_logging
-from phizer.values import parse_syslog_facility
+from phizer.config.loader import Settings
+from phizer.config.values import parse_syslog_facility
+from phizer.process import logsetup
+from phizer.process.logsetup import configure_logging
+from phizer.web.accesslog import RECORD_ATTR, AccessEntry, render_text
 from tests.syslog_support import RECEIVE_SECONDS, SyslogSink, parse_datagram, pri
 
 LOCAL0 = parse_syslog_facility("LOG_LOCAL0")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from phizer.metrics import (
+from phizer.web.metrics import (
     CONTENT_TYPE,
     FamilyData,
     Merged,

@@ -18,15 +18,15 @@ from hypothesis import strategies as st
 from tornado.testing import gen_test
 from tornado.web import Application, RequestHandler
 
-from phizer.imaging import Rendered
-from phizer.negotiate import (
+from phizer.imaging.pipeline import Rendered
+from phizer.web.negotiate import (
     accepted_types,
     offers_for,
     offers_query,
     parse_offers,
     variant_key,
 )
-from phizer.urls import parse_request_path
+from phizer.web.urls import parse_request_path
 from tests.http_support import (
     Arrivals,
     PoolTestCase,
@@ -313,7 +313,7 @@ class TestWorkerOffers(PoolTestCase):
         )
         app, _state = self.pool.worker_app(self.config)
         self.offers: list[tuple[str, ...]] = []
-        patcher = mock.patch("phizer.worker.render", side_effect=self._render)
+        patcher = mock.patch("phizer.web.worker.render", side_effect=self._render)
         patcher.start()
         self.addCleanup(patcher.stop)
         return app

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from phizer import pidfile as pidfile_module
-from phizer.pidfile import (
+from phizer.process import pidfile as pidfile_module
+from phizer.process.pidfile import (
     PidFile,
     PidFileBusy,
     PidFileError,

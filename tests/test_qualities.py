@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from phizer import qualities
-from phizer.qualities import EQUIVALENT_QUALITY, quality_for
+from phizer.imaging import qualities
+from phizer.imaging.qualities import EQUIVALENT_QUALITY, quality_for
 
 MAPPED = (("WEBP", 1), ("AVIF", 2))
 ALL_QUALITIES = range(1, 101)

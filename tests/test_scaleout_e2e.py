@@ -21,7 +21,7 @@ import redis
 from PIL import Image
 from pymemcache.client.base import Client as MemcacheClient
 
-from phizer.config import load_config
+from phizer.config.loader import load_config
 from phizer.tiers.disk import unpack_entry
 from phizer.tiers.keys import TierKeys
 from tests.e2e_support import OriginServer, PhizerProcess, Response, serving_origin, wait_until

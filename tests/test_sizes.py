@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phizer.sizes import Constraint, SizeSpec, parse_size_spec
+from phizer.config.sizes import Constraint, SizeSpec, parse_size_spec
 
 
 @pytest.mark.parametrize(

@@ -18,15 +18,13 @@ from types import MappingProxyType
 
 import pytest
 
-from phizer import checkconfig
-from phizer.admin import ProcessMetrics
-from phizer.config import CacheTiers, Config, OriginSpec, Settings, load_config
+from phizer.config import report as checkconfig
+from phizer.config.addresses import MEMCACHED, REDIS, SharedAddress, parse_shared_address
+from phizer.config.loader import CacheTiers, Config, OriginSpec, Settings, load_config
+from phizer.config.sizes import parse_size_spec
 from phizer.errors import ConfigError
-from phizer.metrics import render
-from phizer.sizes import parse_size_spec
 from phizer.tiers import disk as disk_module
 from phizer.tiers import keys as keys_module
-from phizer.tiers.address import MEMCACHED, REDIS, SharedAddress, parse_shared_address
 from phizer.tiers.base import Offloaded, Tier, TierPaused
 from phizer.tiers.chain import TierChain, open_tiers
 from phizer.tiers.disk import (
@@ -45,6 +43,8 @@ from phizer.tiers.keys import TierKeys
 from phizer.tiers.memcached import MemcachedTier
 from phizer.tiers.records import pack_result, unpack_result
 from phizer.tiers.redis import RedisTier
+from phizer.web.admin import ProcessMetrics
+from phizer.web.metrics import render
 from tests.metrics_support import samples
 from tests.services import (
     ServiceProcess,

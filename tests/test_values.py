@@ -7,7 +7,7 @@ from logging.handlers import SysLogHandler
 
 import pytest
 
-from phizer import values
+from phizer.config import values
 
 MIB = 1024 * 1024
 

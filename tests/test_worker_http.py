@@ -13,7 +13,7 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 from phizer import __version__
-from phizer.config import Config
+from phizer.config.loader import Config
 from tests.http_support import (
     PoolTestCase,
     ServerPool,

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from phizer.tiers.address import SharedAddress
+    from phizer.config.addresses import SharedAddress
 
 T = TypeVar("T")
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from phizer.config import Config
-from phizer.tiers.address import REDIS
+from phizer.config.addresses import REDIS
+from phizer.config.loader import Config
 from phizer.tiers.base import Tier
 from phizer.tiers.disk import DiskTier
 from phizer.tiers.guard import Guard

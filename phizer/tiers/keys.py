@@ -20,9 +20,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from phizer.config import Config, OriginSpec
-from phizer.imaging import OutputOptions
-from phizer.sizes import SizeSpec
+from phizer.config.loader import Config, OriginSpec
+from phizer.config.sizes import SizeSpec
+from phizer.imaging.pipeline import OutputOptions
 
 KEY_VERSION = 1
 RESULT = "r"

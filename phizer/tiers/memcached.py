@@ -13,7 +13,7 @@ from pymemcache.client.base import PooledClient
 from pymemcache.client.retrying import RetryingClient
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
 
-from phizer.tiers.address import SharedAddress
+from phizer.config.addresses import SharedAddress
 from phizer.tiers.base import NetworkStore
 
 # The default item limit less room for the key and the item header.

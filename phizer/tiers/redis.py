@@ -6,7 +6,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from phizer.tiers.address import SharedAddress
+from phizer.config.addresses import SharedAddress
 from phizer.tiers.base import NetworkStore
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from phizer.metrics import Registry
+from phizer.web.metrics import Registry
 
 
 class Watched(Protocol):

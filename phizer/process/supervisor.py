@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from phizer.linux import die_with_parent
-from phizer.listeners import Listener
-from phizer.restarts import RestartBoard
+from phizer.process.linux import die_with_parent
+from phizer.process.listeners import Listener
+from phizer.process.restarts import RestartBoard
 
 log = logging.getLogger("phizer.supervisor")
 

@@ -6,7 +6,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from phizer.values import parse_bool, parse_color, parse_int
+from phizer.config.values import parse_bool, parse_color, parse_int
 
 SIZE_CODE = re.compile(r"^[a-z0-9]{1,32}$")
 _DIMENSIONS = re.compile(r"^\s*(?P<w>\d{1,6})\s*(?:[x,*]\s*(?P<h>\d{1,6}))?(?P<rest>.*)$", re.I)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from tornado.ioloop import PeriodicCallback
 
-from phizer.linux import release_free_memory
-from phizer.web import InFlight
+from phizer.process.linux import release_free_memory
+from phizer.web.handler import InFlight
 
 IDLE_SECONDS = 2.0
 CHECK_SECONDS = 0.1

@@ -9,9 +9,9 @@ from ipaddress import IPv4Network, IPv6Network
 from logging.handlers import SysLogHandler
 
 from phizer import __version__
-from phizer.config import Config, Settings
-from phizer.service import listeners_for
-from phizer.sizes import Constraint, SizeSpec
+from phizer.config.loader import Config, Settings
+from phizer.config.sizes import Constraint, SizeSpec
+from phizer.process.service import listeners_for
 
 BYTE_SETTINGS = frozenset({"client_cache_size", "resized_cache_size", "max_source_bytes"})
 # Reversed with the first name winning: "auth" rather than its alias "security".

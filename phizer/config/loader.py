@@ -12,10 +12,10 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from types import MappingProxyType
 from typing import Any
 
-from phizer import values
+from phizer.config import values
+from phizer.config.addresses import SharedAddress, parse_shared_address
+from phizer.config.sizes import SizeSpec, parse_size_spec
 from phizer.errors import ConfigError
-from phizer.sizes import SizeSpec, parse_size_spec
-from phizer.tiers.address import SharedAddress, parse_shared_address
 
 MIB = 1024 * 1024
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from phizer.animation import Animation
-from phizer.formats import ALPHA_FORMATS, ICC_FORMATS
-from phizer.metadata import Metadata, save_params
+from phizer.imaging.animation import Animation
+from phizer.imaging.formats import ALPHA_FORMATS, ICC_FORMATS
+from phizer.imaging.metadata import Metadata, save_params
 
 # zlib level 6: graphics come out about 20% smaller than at 3 and photos
 # 5%, for about twice the time; 9 costs 4x more for under 2%.

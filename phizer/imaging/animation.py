@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from phizer.formats import ANIMATED_SOURCES
+from phizer.imaging.formats import ANIMATED_SOURCES
 
 # A GIF without a loop count plays once; other formats default to forever.
 _PLAY_ONCE = None

@@ -15,7 +15,7 @@ from functools import cache
 
 from PIL import Image, ImageCms
 
-from phizer.formats import GREY_FORMATS, ICC_FORMATS
+from phizer.imaging.formats import GREY_FORMATS, ICC_FORMATS
 
 # ICC colour space signature -> the Pillow mode of pixels it describes.
 _PROFILE_MODES = {"RGB ": "RGB", "GRAY": "L", "CMYK": "CMYK"}

@@ -10,8 +10,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from phizer.sizes import Constraint, SizeSpec
-from phizer.urls import CROP_SCALE, Crop
+from phizer.config.sizes import Constraint, SizeSpec
+from phizer.web.urls import CROP_SCALE, Crop
 
 Box = tuple[float, float, float, float]
 

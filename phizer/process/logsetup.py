@@ -18,15 +18,15 @@ from datetime import UTC, datetime
 from logging.handlers import SysLogHandler
 from typing import Any
 
-from phizer.accesslog import RECORD_ATTR, AccessEntry, json_fields
-from phizer.config import Settings
+from phizer.config.loader import Settings
+from phizer.web.accesslog import RECORD_ATTR, AccessEntry, json_fields
 
 # A syslog daemon that stops reading must not stall the event loop.
 SYSLOG_SEND_TIMEOUT = 0.1
 # While syslog is unreachable, how often to try it again.
 SYSLOG_RETRY_SECONDS = 1.0
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("phizer.logsetup")
 
 # Inherited by forked children: the supervisor's fallback warning is the
 # only one, instead of one more per child.

@@ -18,26 +18,26 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 from tornado.web import Application
 
-from phizer.admin import ProcessMetrics, front_routes
-from phizer.cache import ByteLRU
-from phizer.coalesce import SingleFlight
-from phizer.config import Config
+from phizer.cache.lru import ByteLRU
+from phizer.cache.singleflight import SingleFlight
+from phizer.config.loader import Config
 from phizer.errors import (
     NotFound,
     WorkerTimeout,
     WorkerUnavailable,
     error_for_status,
 )
-from phizer.negotiate import offers_for, offers_query, variant_key
-from phizer.restarts import RestartBoard
+from phizer.process.restarts import RestartBoard
 from phizer.tiers.chain import open_tiers
 from phizer.tiers.disk import RESULTS
 from phizer.tiers.keys import TierKeys
 from phizer.tiers.records import pack_result, unpack_result
 from phizer.transport import TransportFailure, fetch
-from phizer.urls import ImageRequest, parse_request_path, worker_index
-from phizer.web import BaseHandler, InFlight, log_request
-from phizer.worker import FETCH_MS_HEADER, RESIZE_MS_HEADER
+from phizer.web.admin import ProcessMetrics, front_routes
+from phizer.web.handler import BaseHandler, InFlight, log_request
+from phizer.web.negotiate import offers_for, offers_query, variant_key
+from phizer.web.urls import ImageRequest, parse_request_path, worker_index
+from phizer.web.worker import FETCH_MS_HEADER, RESIZE_MS_HEADER
 
 log = logging.getLogger("phizer.front")
 

@@ -12,16 +12,16 @@ from typing import Any
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream
 
-from phizer.config import Config
-from phizer.front import make_front_app
-from phizer.heaptrim import HeapTrim, decode_memory
-from phizer.linux import set_process_name, tune_allocator
-from phizer.listeners import Listener
-from phizer.logsetup import configure_logging
-from phizer.restarts import RestartBoard
-from phizer.supervisor import role_name
-from phizer.web import InFlight
-from phizer.worker import make_worker_app
+from phizer.config.loader import Config
+from phizer.process.heaptrim import HeapTrim, decode_memory
+from phizer.process.linux import set_process_name, tune_allocator
+from phizer.process.listeners import Listener
+from phizer.process.logsetup import configure_logging
+from phizer.process.restarts import RestartBoard
+from phizer.process.supervisor import role_name
+from phizer.web.front import make_front_app
+from phizer.web.handler import InFlight
+from phizer.web.worker import make_worker_app
 
 log = logging.getLogger("phizer.child")
 

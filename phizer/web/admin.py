@@ -24,15 +24,15 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from phizer import __version__
 from phizer.errors import Forbidden
-from phizer.metrics import CONTENT_TYPE, FamilyData, Merged, Registry, render
-from phizer.metrics import families_from_snapshot as read_families
 from phizer.tiers.stats import TierMetrics
 from phizer.transport import TransportFailure, fetch
-from phizer.web import BaseHandler
+from phizer.web.handler import BaseHandler
+from phizer.web.metrics import CONTENT_TYPE, FamilyData, Merged, Registry, render
+from phizer.web.metrics import families_from_snapshot as read_families
 
 if TYPE_CHECKING:
-    from phizer.cache import ByteLRU
-    from phizer.front import FrontState
+    from phizer.cache.lru import ByteLRU
+    from phizer.web.front import FrontState
 
 STATS_PATH = "/_stats"
 HEALTH_PATH = "/_health"

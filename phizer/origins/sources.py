@@ -17,7 +17,7 @@ import pycurl
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from phizer import __version__
-from phizer.config import OriginSpec
+from phizer.config.loader import OriginSpec
 from phizer.errors import NotFound, OriginError, OriginTimeout, PhizerError, SourceTooLarge
 from phizer.transport import TransportFailure, fetch
 

@@ -15,8 +15,8 @@ from typing import Any
 from tornado.web import HTTPError, RequestHandler
 
 from phizer import __version__
-from phizer.accesslog import RECORD_ATTR, AccessEntry, client_address, render_text
 from phizer.errors import BadRequest, PhizerError
+from phizer.web.accesslog import RECORD_ATTR, AccessEntry, client_address, render_text
 
 access_log = logging.getLogger("phizer.access")
 SERVER = f"phizer/{__version__}"

@@ -7,13 +7,13 @@ import logging
 from collections.abc import Callable
 
 from phizer import __version__
-from phizer.child import run_child
-from phizer.config import Config
-from phizer.linux import raise_open_file_limit
-from phizer.listeners import Listener
-from phizer.logsetup import configure_logging
-from phizer.restarts import RestartBoard
-from phizer.supervisor import Plan, Supervisor
+from phizer.config.loader import Config
+from phizer.process.child import run_child
+from phizer.process.linux import raise_open_file_limit
+from phizer.process.listeners import Listener
+from phizer.process.logsetup import configure_logging
+from phizer.process.restarts import RestartBoard
+from phizer.process.supervisor import Plan, Supervisor
 
 log = logging.getLogger("phizer")
 

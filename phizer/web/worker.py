@@ -9,14 +9,14 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application
 
-from phizer import jpegscale
-from phizer.admin import WorkerMetrics, worker_routes
-from phizer.cache import ByteLRU
-from phizer.coalesce import SingleFlight
-from phizer.config import Config
+from phizer.cache.lru import ByteLRU
+from phizer.cache.singleflight import SingleFlight
+from phizer.config.loader import Config
+from phizer.config.sizes import SizeSpec
 from phizer.errors import NotFound
-from phizer.geometry import exceeds
-from phizer.imaging import (
+from phizer.imaging import jpegscale
+from phizer.imaging.geometry import exceeds
+from phizer.imaging.pipeline import (
     DecodedOriginal,
     OutputOptions,
     Rendered,
@@ -24,14 +24,14 @@ from phizer.imaging import (
     render,
     render_decoded,
 )
-from phizer.negotiate import OFFERS_PARAM, parse_offers
-from phizer.origins import OriginSet, build_origins
-from phizer.sizes import SizeSpec
+from phizer.origins.sources import OriginSet, build_origins
 from phizer.tiers.chain import open_tiers
 from phizer.tiers.disk import ORIGINALS
 from phizer.tiers.keys import TierKeys
-from phizer.urls import Crop, parse_request_path
-from phizer.web import BaseHandler, InFlight, log_worker_request
+from phizer.web.admin import WorkerMetrics, worker_routes
+from phizer.web.handler import BaseHandler, InFlight, log_worker_request
+from phizer.web.negotiate import OFFERS_PARAM, parse_offers
+from phizer.web.urls import Crop, parse_request_path
 
 FETCH_MS_HEADER = "X-Phizer-Fetch-Ms"
 RESIZE_MS_HEADER = "X-Phizer-Resize-Ms"

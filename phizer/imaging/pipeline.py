@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
-from phizer import jpegscale
-from phizer.animation import Animation, decode_animation, frame_count
-from phizer.colour import output_colour
-from phizer.encoding import EncodeOptions, encode
+from phizer.config.sizes import SizeSpec
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
-from phizer.formats import ALLOWED_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES, choose_format
-from phizer.geometry import (
+from phizer.imaging import jpegscale
+from phizer.imaging.animation import Animation, decode_animation, frame_count
+from phizer.imaging.colour import output_colour
+from phizer.imaging.encoding import EncodeOptions, encode
+from phizer.imaging.formats import ALLOWED_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES, choose_format
+from phizer.imaging.geometry import (
     ResizePlan,
     draft_size,
     exceeds,
@@ -40,13 +41,12 @@ from phizer.geometry import (
     scale_box,
     working_size,
 )
-from phizer.metadata import ORIENTATION_TAG, Metadata, read_metadata
-from phizer.qualities import quality_for
-from phizer.sizes import SizeSpec
-from phizer.urls import Crop
+from phizer.imaging.metadata import ORIENTATION_TAG, Metadata, read_metadata
+from phizer.imaging.qualities import quality_for
+from phizer.web.urls import Crop
 
 if TYPE_CHECKING:
-    from phizer.config import Settings
+    from phizer.config.loader import Settings
 
 __all__ = [
     "ALLOWED_FORMATS",

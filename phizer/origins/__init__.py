@@ -1,0 +1,1 @@
+"""Origins: where originals come from (HTTP servers, local directories)."""

@@ -1,0 +1,1 @@
+"""The process model: supervisor, children, sockets, signals, daemon, logging setup."""

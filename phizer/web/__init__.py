@@ -1,0 +1,1 @@
+"""HTTP: the front and worker applications, the protocol between them, admin endpoints."""

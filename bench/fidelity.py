@@ -126,7 +126,7 @@ def same_as_render(cases: list[Case], jpeg_quality: int) -> None:
         for image_format in FORMATS:
             spec = size_spec(case.size, f"{value} format={image_format.lower()}")
             served = imaging.render(
-                case.data, spec, None, imaging.OutputOptions(quality=jpeg_quality)
+                case.data, spec, None, imaging.OutputOptions(image_quality=jpeg_quality)
             ).data
             if served != encode(case.pixels, image_format, quality_for(image_format, jpeg_quality)):
                 mismatches.append(f"{case.photo} {case.size} {image_format}")

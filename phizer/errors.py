@@ -14,8 +14,10 @@ class PhizerError(Exception):
     status = 500
     message = "internal error"
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, status: int | None = None) -> None:
         super().__init__(message or self.message)
+        if status is not None:
+            self.status = status
 
 
 class BadRequest(PhizerError):
@@ -99,6 +101,9 @@ _BY_STATUS: dict[int, type[PhizerError]] = {
 
 
 def error_for_status(status: int, message: str) -> PhizerError:
-    """Rebuild the error a worker answered with, so the front passes it on."""
-    cls = _BY_STATUS.get(status, OriginError)
+    """Rebuild the error a worker answered with, so the front passes it on;
+    a status without a class of its own (a 500 from a bug) keeps its number."""
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        return PhizerError(message or None, status=status if 400 <= status < 600 else 500)
     return cls(message or None)

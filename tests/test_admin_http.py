@@ -39,7 +39,6 @@ JPEG = encode(photo(400, 300), "JPEG", quality=90)
 NUM_WORKERS = 2
 
 
-
 def worker_of(filename: str) -> str:
     """The ``worker`` label of the worker that serves ``filename``."""
     return str(zlib.crc32(filename.encode()) % NUM_WORKERS + 1)
@@ -199,7 +198,9 @@ class TestMetrics(AdminTestCase):
         self.assertEqual(value(found, "phizer_cache_hits_total", **resized), 1)
         self.assertEqual(value(found, "phizer_cache_misses_total", **resized), 3)
         self.assertEqual(value(found, "phizer_cache_entries", **resized), 2)
-        self.assertEqual(value(found, "phizer_cache_bytes", **resized), self.state.results.size)
+        self.assertEqual(
+            value(found, "phizer_cache_bytes", **resized), self.state.results.memory.size
+        )
         self.assertEqual(value(found, "phizer_cache_evictions_total", **resized), 0)
         self.assertEqual(value(found, "phizer_request_duration_seconds_count", **front), 5)
 
@@ -385,7 +386,7 @@ class TestWorkerStats(AdminTestCase):
         self.assertEqual(
             hits, [{"labels": ["originals"], "value": 1}, {"labels": ["decoded"], "value": 0}]
         )
-        self.assertEqual(self.workers[0].originals.stats.hits, 1)
+        self.assertEqual(self.workers[0].originals.memory.stats.hits, 1)
 
     def test_other_service_paths_on_a_worker_are_404(self) -> None:
         for path in ("/_health", "/_metrics", "/_stats/x"):

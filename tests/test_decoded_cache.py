@@ -14,8 +14,10 @@ from tornado.web import Application
 
 import phizer.web.worker as worker_module
 from phizer.cache.lru import ENTRY_OVERHEAD
-from phizer.config.sizes import parse_size_spec
+from phizer.config.sizes import SizeSpec, parse_size_spec
+from phizer.imaging.decoded import DecodedOriginal, decode_once
 from phizer.imaging.geometry import (
+    Crop,
     ResizePlan,
     has_headroom,
     level_sizes,
@@ -23,8 +25,8 @@ from phizer.imaging.geometry import (
     plan_resize,
     working_size,
 )
-from phizer.imaging.pipeline import OutputOptions, decode_original, render, render_decoded
-from phizer.web.urls import Crop
+from phizer.imaging.pipeline import OutputOptions, Rendered, plan_for, render, render_from
+from phizer.imaging.source import open_original
 from tests.http_support import (
     PoolTestCase,
     ServerPool,
@@ -48,7 +50,7 @@ SIZES = {
     "huge": "4000x4000",
 }
 SPECS = {code: parse_size_spec(code, raw)[0] for code, raw in SIZES.items()}
-OPTIONS = OutputOptions(quality=90)
+OPTIONS = OutputOptions(image_quality=90)
 MAX_DIMENSION = 3000
 
 
@@ -63,6 +65,26 @@ def _source(width: int = 2400, height: int = 1600) -> Image.Image:
 JPEG = encode(_source(3600, 2400), "JPEG", quality=92)
 FULL = (3600, 2400)
 AS_PNG = {code: parse_size_spec(code, raw + " format=png")[0] for code, raw in SIZES.items()}
+
+
+def decode_original(
+    data: bytes, specs: Iterable[SizeSpec], options: OutputOptions, max_dimension: int
+) -> DecodedOriginal | None:
+    """The worker's decode-once step; None for an animation served animated."""
+    fresh = open_original(data, options.animated, options.max_frames, not options.strip_metadata)
+    if fresh.facts.frames > 1:
+        return None
+    return decode_once(fresh, specs, max_dimension)
+
+
+def render_decoded(
+    decoded: DecodedOriginal, spec: SizeSpec, crop: Crop | None, options: OutputOptions
+) -> Rendered | None:
+    """The image made from ``decoded``; None when it holds too few pixels for it."""
+    plan = plan_for(decoded.full_size, spec, crop, MAX_DIMENSION)
+    if not decoded.can_make(plan):
+        return None
+    return render_from(decoded, plan, spec, options)
 
 
 # --- geometry -------------------------------------------------------------------
@@ -139,7 +161,7 @@ def test_levels_are_made_when_asked_for_and_kept() -> None:
 
     with mock.patch.object(decoded, "source_for", side_effect=spy):
         assert render_decoded(decoded, SPECS["s220"], None, OPTIONS) is not None
-    assert sources == [(640, 426)]
+    assert set(sources) == {(640, 426)}
     assert list(decoded.levels) == [(640, 426), (220, 146)]
     # A kept level is encoded as it is: a repeat gives the same bytes.
     assert render_decoded(decoded, SPECS["m640"], None, OPTIONS) == first
@@ -235,7 +257,7 @@ def test_render_decoded_declines_what_needs_more_pixels() -> None:
     assert decoded is not None
     assert render_decoded(decoded, SPECS["m640"], Crop(0, 0, 200, 200), OPTIONS) is None
     # A size at source scale (at or above max_dimension) with a crop, too.
-    assert render_decoded(decoded, SPECS["huge"], Crop(0, 0, 500, 500), OPTIONS, False) is None
+    assert render_decoded(decoded, SPECS["huge"], Crop(0, 0, 500, 500), OPTIONS) is None
 
 
 def test_animations_served_animated_are_not_decoded_once() -> None:
@@ -292,7 +314,7 @@ class TestDecodedCacheOverHttp(PoolTestCase):
     async def test_sizes_waiting_on_one_fetch_share_one_decode(self) -> None:
         self.origin.delays["photo.jpg"] = 10
         decodes = mock.patch(
-            "phizer.web.worker.decode_original", wraps=worker_module.decode_original
+            "phizer.web.worker.decode_once", wraps=worker_module.decode_once
         ).start()
         self.addCleanup(mock.patch.stopall)
         codes = ("m640", "t96", "s220", "p200")
@@ -361,7 +383,7 @@ class TestFrontCacheOff(PoolTestCase):
         for _ in range(3):
             self.assertEqual(self.get("/s220/photo.jpg").code, 200)
         self.assertEqual(len(self.worker_requests), 3)
-        self.assertEqual(len(self.front.results), 0)
+        self.assertEqual(len(self.front.results.memory), 0)
         self.assertEqual(self.origin.counts["photo.jpg"], 1)
         self.assertEqual(self.worker.decoded.stats.hits, 2)
 

@@ -12,7 +12,6 @@ import itertools
 import random
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -21,8 +20,9 @@ from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, PngImagePlu
 from phizer.config.loader import Settings
 from phizer.config.sizes import Constraint, SizeSpec
 from phizer.errors import SourceTooLarge, UnsupportedImage
+from phizer.imaging.decode import refused_format
 from phizer.imaging.formats import choose_format
-from phizer.imaging.pipeline import OutputOptions, output_quality, refused_format, render
+from phizer.imaging.pipeline import OutputOptions, output_quality, render
 from phizer.imaging.qualities import quality_for
 from tests import icc_profiles
 from tests.imagetools import decode, photo, rms_difference, similar, ssim
@@ -53,14 +53,6 @@ XMP = (
     b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" '
     b'tiff:Orientation="6" dc:format="image/jpeg"/></rdf:RDF></x:xmpmeta>'
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _restore_pillow_limit() -> Iterator[None]:
-    # render() sets Pillow's process-wide pixel limit; other tests expect the default.
-    saved = Image.MAX_IMAGE_PIXELS
-    yield
-    Image.MAX_IMAGE_PIXELS = saved
 
 
 def size(width: int, height: int, constraint: str = "max", **options: object) -> SizeSpec:
@@ -391,7 +383,9 @@ def disc_on_clear(mode: str, colour: tuple[int, int, int] = (255, 0, 0)) -> Imag
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "AVIF"])
 def test_no_dark_fringe_at_transparent_edges(mode, fmt):
     data = save(disc_on_clear(mode), "PNG")
-    result, _ = rendered(data, size(40, 40, output_format=fmt), replace(DEFAULTS, quality=100))
+    result, _ = rendered(
+        data, size(40, 40, output_format=fmt), replace(DEFAULTS, image_quality=100)
+    )
     assert result.mode == "RGBA"
     pixels = result.load()
     edge = 0
@@ -527,7 +521,7 @@ def test_damaged_exif_is_dropped_not_fatal():
 def test_passthrough_keeps_the_original_bytes_even_when_stripping():
     # legacy: sizes at or above max_dimension serve the original untouched
     data = with_all_metadata("JPEG")
-    out = render(data, size(5000, 5000), None, DEFAULTS, resize=False)
+    out = render(data, size(5000, 5000), None, DEFAULTS)
     assert out.data == data
 
 
@@ -759,7 +753,7 @@ def test_fast_path_with_jpeg_output_stays_close_to_the_reference(big_jpeg):
     # both sides through the same JPEG encoder, as served
     result = decode(render(big_jpeg, size(400, 400), None, DEFAULTS).data)
     full = decode(big_jpeg).resize(result.size, LANCZOS)
-    reference = decode(save(full, "JPEG", quality=DEFAULTS.quality, optimize=True))
+    reference = decode(save(full, "JPEG", quality=DEFAULTS.image_quality, optimize=True))
     assert ssim(result, reference) >= 0.98
 
 
@@ -833,7 +827,7 @@ def test_multi_page_tiff_serves_its_first_page():
 @pytest.mark.parametrize("fmt", ["AVIF", "BMP", "TIFF"])
 def test_new_formats_pass_through_untouched_at_max_dimension(fmt):
     data = save(SOURCE, fmt)
-    out = render(data, size(5000, 5000), None, DEFAULTS, resize=False)
+    out = render(data, size(5000, 5000), None, DEFAULTS)
     assert out.data == data
     assert out.content_type == f"image/{fmt.lower()}"
 
@@ -940,13 +934,13 @@ def test_upscale_false_never_enlarges(upscale, expected):
 @pytest.mark.parametrize(
     ("fmt", "options", "spec_quality", "expected"),
     [
-        ("JPEG", OutputOptions(quality=80), None, 80),
-        ("JPEG", OutputOptions(quality=80), 60, 60),
-        ("WEBP", OutputOptions(quality=80), None, quality_for("WEBP", 80)),
-        ("WEBP", OutputOptions(quality=80, webp_quality=55), None, 55),
-        ("WEBP", OutputOptions(quality=80, webp_quality=55), 60, quality_for("WEBP", 60)),
-        ("AVIF", OutputOptions(quality=80), None, quality_for("AVIF", 80)),
-        ("AVIF", OutputOptions(quality=80, avif_quality=40), None, 40),
+        ("JPEG", OutputOptions(image_quality=80), None, 80),
+        ("JPEG", OutputOptions(image_quality=80), 60, 60),
+        ("WEBP", OutputOptions(image_quality=80), None, quality_for("WEBP", 80)),
+        ("WEBP", OutputOptions(image_quality=80, webp_quality=55), None, 55),
+        ("WEBP", OutputOptions(image_quality=80, webp_quality=55), 60, quality_for("WEBP", 60)),
+        ("AVIF", OutputOptions(image_quality=80), None, quality_for("AVIF", 80)),
+        ("AVIF", OutputOptions(image_quality=80, avif_quality=40), None, 40),
     ],
 )
 def test_output_quality(fmt, options, spec_quality, expected):
@@ -973,7 +967,7 @@ def test_output_options_come_from_the_settings():
         avif_quality=52,
     )
     assert OutputOptions.from_settings(settings) == OutputOptions(
-        quality=70,
+        image_quality=70,
         canvas_color=(1, 2, 3),
         keep_icc=False,
         strip_metadata=False,

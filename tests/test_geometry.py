@@ -7,6 +7,7 @@ import pytest
 
 from phizer.config.sizes import Constraint, SizeSpec, parse_size_spec
 from phizer.imaging.geometry import (
+    Crop,
     ResizePlan,
     crop_box,
     draft_size,
@@ -16,7 +17,6 @@ from phizer.imaging.geometry import (
     plan_resize,
     scale_box,
 )
-from phizer.web.urls import Crop
 
 MAX, SQUARE, PORTRAIT, LANDSCAPE = (
     Constraint.MAX,

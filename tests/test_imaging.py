@@ -13,9 +13,10 @@ from PIL import Image, ImageCms, ImageDraw, ImageOps, ImageStat
 
 from phizer.config.sizes import Constraint, SizeSpec
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
+from phizer.imaging.decode import resizable_mode
 from phizer.imaging.encoding import EncodeOptions, encode
-from phizer.imaging.pipeline import OutputOptions, render, resizable_mode
-from phizer.web.urls import Crop
+from phizer.imaging.geometry import Crop
+from phizer.imaging.pipeline import OutputOptions, render
 from tests.imagetools import decode, photo, rms_difference, similar
 from tests.imagetools import encode as save
 
@@ -111,10 +112,10 @@ def test_format_is_kept(fmt, content_type, tolerance):
 
 def test_size_quality_overrides_the_default_quality():
     data = save(photo(400, 300), "JPEG", quality=95)
-    default = render(data, spec(300, 300), None, OutputOptions(quality=95)).data
-    low = render(data, spec(300, 300, quality=10), None, OutputOptions(quality=95)).data
+    default = render(data, spec(300, 300), None, OutputOptions(image_quality=95)).data
+    low = render(data, spec(300, 300, quality=10), None, OutputOptions(image_quality=95)).data
     assert len(low) < len(default) / 2
-    configured = render(data, spec(300, 300), None, OutputOptions(quality=10)).data
+    configured = render(data, spec(300, 300), None, OutputOptions(image_quality=10)).data
     assert len(configured) < len(default) / 2
 
 
@@ -180,7 +181,7 @@ def test_crop_then_resize(crop, size, expected, region):
 
 
 def test_crop_without_resize_keeps_the_source_scale():
-    result = rendered_image(UPRIGHT_PNG, spec(5000, 5000), Crop(250, 0, 750, 1000), resize=False)
+    result = rendered_image(UPRIGHT_PNG, spec(5000, 5000), Crop(250, 0, 750, 1000))
     assert result.size == (200, 300)
     assert similar(result, UPRIGHT.crop((100, 0, 300, 300)), tolerance=1)
 
@@ -188,7 +189,7 @@ def test_crop_without_resize_keeps_the_source_scale():
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP"])
 def test_no_resize_and_no_crop_returns_the_original_bytes(fmt):
     data = save(photo(64, 48), fmt)
-    out = render(data, spec(5000, 5000), None, OPTIONS, resize=False)
+    out = render(data, spec(5000, 5000), None, OPTIONS)
     assert out.data == data
     assert out.content_type == f"image/{fmt.lower()}"
 
@@ -554,7 +555,13 @@ def test_png_decompression_bomb_is_source_too_large():
 @pytest.mark.parametrize("resize", [True, False])
 def test_lying_headers_give_a_domain_error(data, resize):
     with pytest.raises((SourceTooLarge, BadImage)):
-        render(data, spec(100, 100, "square"), Crop(0, 0, 500, 500), OPTIONS, resize=resize)
+        render(
+            data,
+            spec(100, 100, "square"),
+            Crop(0, 0, 500, 500),
+            OPTIONS,
+            max_dimension=3000 if resize else 1,
+        )
 
 
 def test_gif_with_an_empty_screen_is_rendered_from_its_frame_or_refused():

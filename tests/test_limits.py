@@ -9,10 +9,11 @@ import tempfile
 import zlib
 
 import pytest
+from PIL import Image
 from tornado.web import Application, RequestHandler
 
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
-from phizer.imaging.pipeline import open_image, refused_format
+from phizer.imaging.decode import open_image, refused_format, set_pixel_limit
 from phizer.origins.sources import BoundedSink, DirectoryOrigin
 from tests.http_support import (
     PoolTestCase,
@@ -71,8 +72,14 @@ def test_too_many_pixels_is_refused_before_decoding(data: bytes) -> None:
 
 
 def test_limit_above_pillows_default_is_honoured() -> None:
-    # Pillow alone refuses above ~89 MP; an operator may allow more.
-    image = open_image(png_header_only(10_000, 10_000), max_pixels=100_000_000)
+    # Pillow alone refuses above ~89 MP; an operator may allow more (a worker
+    # sets Pillow's own fence to its limit when it starts).
+    saved = Image.MAX_IMAGE_PIXELS
+    set_pixel_limit(100_000_000)
+    try:
+        image = open_image(png_header_only(10_000, 10_000), max_pixels=100_000_000)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     assert image.size == (10_000, 10_000)
 
 

@@ -19,13 +19,8 @@ from tornado.testing import gen_test
 from tornado.web import Application, RequestHandler
 
 from phizer.imaging.pipeline import Rendered
-from phizer.web.negotiate import (
-    accepted_types,
-    offers_for,
-    offers_query,
-    parse_offers,
-    variant_key,
-)
+from phizer.web.negotiate import accepted_types, offers_for, variant_key
+from phizer.web.protocol import offers_query, parse_offers
 from phizer.web.urls import parse_request_path
 from tests.http_support import (
     Arrivals,
@@ -276,7 +271,7 @@ class TestFrontNegotiation(PoolTestCase):
         responses = await asyncio.gather(*requests)
         self.assertEqual({r.headers["Content-Type"] for r in responses}, {"image/avif"})
         self.assertEqual(self.seen.items, ["/s100/a.jpg?offers=AVIF,WEBP"])
-        self.assertEqual(len(self.state.results), 1)
+        self.assertEqual(len(self.state.results.memory), 1)
 
     def test_off_sends_no_offers_and_no_vary(self) -> None:
         _, base = self.start_front(self.config())
@@ -307,13 +302,13 @@ class TestWorkerOffers(PoolTestCase):
     def get_app(self) -> Application:
         self.pool = ServerPool(self.io_loop)
         _origin, port = self.pool.stub(StubServer(files={"a.jpg": encode(photo(40, 30), "JPEG")}))
-        # Decoded cache off, so every request reaches the recorded render().
+        # Decoded cache off, so every request reaches the recorded render_from().
         self.config = make_config(
             http_origin("master", port), auto_format=BOTH, decoded_cache_size=0
         )
         app, _state = self.pool.worker_app(self.config)
         self.offers: list[tuple[str, ...]] = []
-        patcher = mock.patch("phizer.web.worker.render", side_effect=self._render)
+        patcher = mock.patch("phizer.web.worker.render_from", side_effect=self._render)
         patcher.start()
         self.addCleanup(patcher.stop)
         return app

@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phizer.errors import BadRequest, NotFound, PhizerError, UriTooLong
-from phizer.web.urls import MAX_PATH_LENGTH, Crop, ImageRequest, parse_request_path, worker_index
+from phizer.imaging.geometry import Crop
+from phizer.web.protocol import worker_index
+from phizer.web.urls import MAX_PATH_LENGTH, ImageRequest, parse_request_path
 
 
 def test_resize_only():

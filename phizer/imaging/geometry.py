@@ -11,9 +11,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from phizer.config.sizes import Constraint, SizeSpec
-from phizer.web.urls import CROP_SCALE, Crop
 
 Box = tuple[float, float, float, float]
+# Crop points are thousandths of the source's width and height.
+CROP_SCALE = 1000
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Crop points in thousandths of the source width and height."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    def to_segments(self) -> str:
+        return f"{self.left}x{self.top}/{self.right}x{self.bottom}"
 
 
 @dataclass(frozen=True)
@@ -135,8 +149,7 @@ def has_headroom(
     left, top, right, bottom = scale_box(plan.box, full, reduced)
     # One pixel of slack for the rounding up in working_size.
     return (
-        right - left >= headroom * plan.size[0] - 1
-        and bottom - top >= headroom * plan.size[1] - 1
+        right - left >= headroom * plan.size[0] - 1 and bottom - top >= headroom * plan.size[1] - 1
     )
 
 

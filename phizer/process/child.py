@@ -9,6 +9,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream
 
@@ -19,9 +20,10 @@ from phizer.process.listeners import Listener
 from phizer.process.logsetup import configure_logging
 from phizer.process.restarts import RestartBoard
 from phizer.process.supervisor import role_name
-from phizer.web.front import make_front_app
-from phizer.web.handler import InFlight
-from phizer.web.worker import make_worker_app
+from phizer.web.front import WORKER_CLIENTS, FrontState, make_front_app
+from phizer.web.inflight import InFlight
+from phizer.web.protocol import worker_urls
+from phizer.web.worker import WorkerState, make_origin_set, make_worker_app
 
 log = logging.getLogger("phizer.child")
 
@@ -55,17 +57,21 @@ async def _serve(
     config: Config, restarts: RestartBoard, index: int, sockets: Sequence[socket.socket]
 ) -> None:
     settings = config.settings
+    state: FrontState | WorkerState
     if index == 0:
-        app = make_front_app(config, restarts=restarts)
+        client = CurlAsyncHTTPClient(force_instance=True, max_clients=WORKER_CLIENTS)
+        urls = worker_urls(settings.bind_port, settings.num_workers)
+        state = FrontState(config, urls, client, restarts)
+        app = make_front_app(config, state)
         keep_alive = settings.keep_alive
         # Clients come from outside: a slow one is cut off after client_timeout.
         client_timeout = settings.client_timeout
     else:
-        app = make_worker_app(config)
-        state = app.settings["state"]
+        state = worker = WorkerState(config, make_origin_set(config))
+        app = make_worker_app(config, worker)
         HeapTrim(
-            app.settings["in_flight"],
-            lambda: state.originals.size + state.decoded.size,
+            worker.in_flight,
+            lambda: worker.originals.memory.size + worker.decoded.size,
             decode_memory(settings.decode_memory_reserve).max_kept_free,
         ).start()
         keep_alive = True  # the front reuses its connections to workers
@@ -92,14 +98,12 @@ async def _serve(
         # group) must not interrupt the shutdown.
         loop.remove_signal_handler(sig)
         signal.signal(sig, signal.SIG_IGN)
-    await _drain(server, app.settings["in_flight"], settings.shutdown_timeout, index)
+    await _drain(server, state.in_flight, settings.shutdown_timeout, index)
     # Cache write-backs still pending go to the tiers before the process ends.
-    await app.settings["state"].close(settings.shutdown_timeout)
+    await state.close(settings.shutdown_timeout)
 
 
-async def _drain(
-    server: HTTPServer, in_flight: InFlight, timeout: float, index: int
-) -> None:
+async def _drain(server: HTTPServer, in_flight: InFlight, timeout: float, index: int) -> None:
     """Stop accepting, let requests in flight finish, then close every connection."""
     server.stop()
     in_flight.draining = True

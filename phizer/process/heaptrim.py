@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from tornado.ioloop import PeriodicCallback
 
 from phizer.process.linux import release_free_memory
-from phizer.web.handler import InFlight
+from phizer.web.inflight import InFlight
 
 IDLE_SECONDS = 2.0
 CHECK_SECONDS = 0.1

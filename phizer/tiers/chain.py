@@ -48,6 +48,10 @@ class TierChain:
     def __bool__(self) -> bool:
         return bool(self.guards)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(guard.name for guard in self.guards)
+
     async def get(self, key: str, read: Callable[[bytes], T | None]) -> Found[T] | None:
         """The first value ``read`` makes something of (a value it returns
         None for counts as absent); earlier tiers get a copy."""

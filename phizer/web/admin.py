@@ -26,7 +26,7 @@ from phizer import __version__
 from phizer.errors import Forbidden
 from phizer.tiers.stats import TierMetrics
 from phizer.transport import TransportFailure, fetch
-from phizer.web.handler import BaseHandler
+from phizer.web.handler import BaseHandler, HandlerContext
 from phizer.web.metrics import CONTENT_TYPE, FamilyData, Merged, Registry, render
 from phizer.web.metrics import families_from_snapshot as read_families
 
@@ -154,8 +154,7 @@ class AdminHandler(BaseHandler):
             raise Forbidden()
 
     def in_flight(self) -> int:
-        tracker = self.application.settings.get("in_flight")
-        return int(getattr(tracker, "count", 0))
+        return self.context.in_flight.count
 
     def write_json(self, data: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
@@ -169,8 +168,8 @@ class AdminHandler(BaseHandler):
 class StatsHandler(AdminHandler):
     """The worker's snapshot, for the front only."""
 
-    def initialize(self, metrics: ProcessMetrics) -> None:  # type: ignore[override]
-        super().initialize()
+    def initialize(self, metrics: ProcessMetrics, context: HandlerContext) -> None:  # type: ignore[override]
+        super().initialize(context)
         self.metrics = metrics
 
     async def serve(self) -> None:
@@ -186,9 +185,11 @@ class StatsHandler(AdminHandler):
         )
 
 
-def worker_routes(metrics: ProcessMetrics) -> list[tuple[str, type, dict[str, Any]]]:
+def worker_routes(
+    metrics: ProcessMetrics, context: HandlerContext
+) -> list[tuple[str, type, dict[str, Any]]]:
     """Routes to put before the worker's catch-all."""
-    return [(STATS_PATH, StatsHandler, {"metrics": metrics})]
+    return [(STATS_PATH, StatsHandler, {"metrics": metrics, "context": context})]
 
 
 # --- the front's side --------------------------------------------------------------
@@ -250,8 +251,8 @@ async def probe_workers(state: FrontState, timeout: float) -> list[Probe]:
 class FrontAdminHandler(AdminHandler):
     probe_timeout = PROBE_TIMEOUT
 
-    def initialize(self, state: FrontState) -> None:  # type: ignore[override]
-        super().initialize()
+    def initialize(self, state: FrontState, context: HandlerContext) -> None:  # type: ignore[override]
+        super().initialize(context)
         self.state = state
 
     async def serve(self) -> None:
@@ -342,9 +343,11 @@ class MetricsHandler(FrontAdminHandler):
         return registry.families()
 
 
-def front_routes(state: FrontState) -> list[tuple[str, type, dict[str, Any]]]:
+def front_routes(
+    state: FrontState, context: HandlerContext
+) -> list[tuple[str, type, dict[str, Any]]]:
     """Routes to put before the front's catch-all (which answers 404 for other ``/_`` paths)."""
     return [
-        (HEALTH_PATH, HealthHandler, {"state": state}),
-        (METRICS_PATH, MetricsHandler, {"state": state}),
+        (HEALTH_PATH, HealthHandler, {"state": state, "context": context}),
+        (METRICS_PATH, MetricsHandler, {"state": state, "context": context}),
     ]

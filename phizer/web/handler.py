@@ -7,79 +7,68 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, Protocol
 
+from tornado import httputil
+from tornado.escape import utf8
 from tornado.web import HTTPError, RequestHandler
 
 from phizer import __version__
 from phizer.errors import BadRequest, PhizerError
 from phizer.web.accesslog import RECORD_ATTR, AccessEntry, client_address, render_text
+from phizer.web.inflight import InFlight
 
 access_log = logging.getLogger("phizer.access")
 SERVER = f"phizer/{__version__}"
+Networks = Sequence[IPv4Network | IPv6Network]
 
 
-class InFlight:
-    """The requests this process is serving; a stopping server waits for none."""
+class RequestObserver(Protocol):
+    def request_finished(self, status: int, seconds: float) -> None: ...
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.finished = 0
-        self.last_finish = 0.0  # time.monotonic() of the last request's end
-        self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
 
-    def enter(self) -> None:
-        self.count += 1
-        self._idle.clear()
+@dataclass(frozen=True)
+class HandlerContext:
+    """What every handler of one process shares, given through ``initialize``."""
 
-    def leave(self) -> None:
-        self.count = max(0, self.count - 1)
-        self.finished += 1
-        self.last_finish = time.monotonic()
-        if self.count == 0:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """True when every request finished within ``timeout`` seconds."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+    in_flight: InFlight = field(default_factory=InFlight)
+    metrics: RequestObserver | None = None
+    trusted_proxies: Networks = ()
 
 
 class BaseHandler(RequestHandler):
+    """Handlers raise ``PhizerError`` (or Tornado's ``HTTPError``);
+    ``write_error`` is the one place that turns them into responses."""
+
     SUPPORTED_METHODS = ("GET", "HEAD")  # type: ignore[assignment]
 
-    def initialize(self, **_: Any) -> None:
+    def initialize(self, context: HandlerContext | None = None) -> None:
+        self.context = context or HandlerContext()
         self.fetch_ms: float | None = None
         self.resize_ms: float | None = None
         self.cache_result = "-"
         self.worker: int | None = None  # 1-based, set once the front routes to a worker
         self.bytes_sent = 0
-        self._in_flight: InFlight | None = None
+        self._entered = False
 
     def prepare(self) -> None:
-        in_flight = self.application.settings.get("in_flight")
-        if isinstance(in_flight, InFlight):
-            in_flight.enter()
-            self._in_flight = in_flight
-            if in_flight.draining:
-                # Keep-alive clients reconnect to a process that is not stopping.
-                self.set_header("Connection", "close")
+        in_flight = self.context.in_flight
+        in_flight.enter()
+        self._entered = True
+        if in_flight.draining:
+            # Keep-alive clients reconnect to a process that is not stopping.
+            self.set_header("Connection", "close")
 
     def on_finish(self) -> None:
-        if self._in_flight is not None:
-            self._in_flight.leave()
-            self._in_flight = None
-        metrics = self.application.settings.get("metrics")  # admin.ProcessMetrics
-        if metrics is not None:
-            metrics.request_finished(self.get_status(), self.request.request_time())
+        if self._entered:
+            self._entered = False
+            self.context.in_flight.leave()
+        if self.context.metrics is not None:
+            self.context.metrics.request_finished(self.get_status(), self.request.request_time())
 
     def set_default_headers(self) -> None:
         self.set_header("Server", SERVER)
@@ -87,20 +76,17 @@ class BaseHandler(RequestHandler):
     def compute_etag(self) -> str | None:
         return None  # ETags are set explicitly where they are strong and cheap
 
-    def flush(self, include_footers: bool = False) -> asyncio.Future[None]:
-        # Counted here because this is where Tornado drops a HEAD answer's body.
-        if self.request.method != "HEAD":
-            self.bytes_sent += sum(len(chunk) for chunk in self._write_buffer)
-        return super().flush(include_footers)
+    def write(self, chunk: str | bytes | dict[str, Any]) -> None:
+        # Counted here: a HEAD answer's body is dropped before it is sent.
+        if self.request.method != "HEAD" and isinstance(chunk, bytes | str):
+            self.bytes_sent += len(utf8(chunk))
+        super().write(chunk)
 
     async def get(self, *_: str) -> None:
-        try:
-            await self.serve()
-        except PhizerError as err:
-            self.fail(err)
+        await self.serve()
 
     async def head(self, *_: str) -> None:
-        await self.get()
+        await self.serve()
 
     async def serve(self) -> None:
         raise NotImplementedError
@@ -116,28 +102,27 @@ class BaseHandler(RequestHandler):
         except UnicodeError:
             raise BadRequest("path is not valid UTF-8") from None
 
-    def fail(self, err: PhizerError) -> None:
-        if self._finished:
-            return
-        self.clear()
-        self.set_status(err.status)
-        if err.status == 503:
-            self.set_header("Retry-After", "1")  # a busy or restarting worker
-        self._write_message(str(err))
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # A PhizerError is an answer, not a fault: the access line records it.
+        if not isinstance(value, PhizerError):
+            super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # Reached for Tornado's own errors (405, malformed requests) and bugs.
         exc_info = kwargs.get("exc_info")
         error = exc_info[1] if exc_info else None
-        if isinstance(error, HTTPError) and status_code < 500:
-            message = self._reason.lower()
+        if isinstance(error, PhizerError):
+            status_code, message = error.status, str(error)
+            self.set_status(status_code)
+            if status_code == 503:
+                self.set_header("Retry-After", "1")  # a busy or restarting worker
+        elif status_code < 500:
+            # Tornado's own errors (405, malformed requests): its reason phrase.
+            reason = error.reason if isinstance(error, HTTPError) else None
+            message = (reason or httputil.responses.get(status_code, "error")).lower()
         else:
-            message = "internal error"
+            message = "internal error"  # a bug: never its details
         if status_code == 405:
             self.set_header("Allow", "GET, HEAD")
-        self._write_message(message)
-
-    def _write_message(self, message: str) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(message + "\n")
 
@@ -183,6 +168,11 @@ def access_entry(handler: RequestHandler) -> AccessEntry:
         client=client_address(
             request.remote_ip or "-",
             request.headers.get_list("X-Forwarded-For"),
-            handler.settings.get("trusted_proxies", ()),
+            _trusted_proxies(handler),
         ),
     )
+
+
+def _trusted_proxies(handler: RequestHandler) -> Networks:
+    context = getattr(handler, "context", None)
+    return context.trusted_proxies if isinstance(context, HandlerContext) else ()

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Sequence
 
 # The formats ``auto_format`` may name, and the media type a client must list.
 MEDIA_TYPES = {"AVIF": "image/avif", "WEBP": "image/webp"}
-# The worker URL's query parameter carrying the offer set.
-OFFERS_PARAM = "offers"
 # RFC 9110 qvalue: 0 to 1 with at most three decimals.
 _QVALUE = re.compile(r"^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$")
 
@@ -73,19 +71,3 @@ def variant_key(key: str, offers: Sequence[str]) -> str:
     if not offers:
         return key
     return key + "|" + ",".join(name.lower() for name in offers)
-
-
-def offers_query(offers: Sequence[str]) -> str:
-    """The query string the front adds to a worker URL ("" for no offers)."""
-    return f"?{OFFERS_PARAM}={','.join(offers)}" if offers else ""
-
-
-def parse_offers(values: Iterable[str], allowed: Sequence[str]) -> tuple[str, ...]:
-    """The worker's reading of the ``offers`` parameter(s).
-
-    Only names in ``allowed`` (the worker's own ``auto_format``) are kept, in
-    that order; anything else is ignored, so no query can make a worker
-    encode a format the configuration does not offer.
-    """
-    named = {item.strip().upper() for value in values for item in value.split(",")}
-    return tuple(name for name in allowed if name in named)

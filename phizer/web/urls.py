@@ -9,14 +9,13 @@ refused rather than normalised.
 from __future__ import annotations
 
 import re
-import zlib
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from phizer.errors import BadRequest, NotFound, UriTooLong
+from phizer.imaging.geometry import CROP_SCALE, Crop
 
 MAX_PATH_LENGTH = 2048
-CROP_SCALE = 1000
 _CROP_POINT = re.compile(r"^([+-]?\d+)x([+-]?\d+)$")
 # A number-like side: what a mistyped crop point looks like (1e3, 999.5, 10xabc).
 _CROP_LIKE = re.compile(r"^([+\-\d.eE]*\d[+\-\d.eE]*x[^/]*|[^/]*x[+\-\d.eE]*\d[+\-\d.eE]*)$")
@@ -24,19 +23,6 @@ _SIZE_CODE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _ENCODED = re.compile(r"%[0-9a-fA-F]{2}")
 _BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
-
-
-@dataclass(frozen=True)
-class Crop:
-    """Crop points in thousandths of the source width and height."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    def to_segments(self) -> str:
-        return f"{self.left}x{self.top}/{self.right}x{self.bottom}"
 
 
 @dataclass(frozen=True)
@@ -78,11 +64,6 @@ def parse_request_path(raw_path: str) -> ImageRequest:
         elif _CROP_LIKE.match(segments[2]):
             raise BadRequest("malformed crop point")
     return ImageRequest(size.lower(), crop, "/".join(segments[1:]))
-
-
-def worker_index(filename: str, num_workers: int) -> int:
-    """Which worker holds this original: unsigned crc32 of the file name."""
-    return zlib.crc32(filename.encode("utf-8")) % num_workers
 
 
 def _decode_segment(segment: str) -> str:

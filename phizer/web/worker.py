@@ -1,4 +1,11 @@
-"""A worker: fetches originals, keeps them in an LRU, resizes synchronously."""
+"""A worker: keeps originals and their decodes, renders one request at a time.
+
+A request is decided before anything is fetched or decoded: a size served
+untouched needs only the original's bytes; otherwise the pixels come from
+the decoded cache when it can make the plan, else from the original,
+decoded once for every size (kept in the decoded cache) or, for what that
+decode cannot make (an animation, a tight crop), for this request alone.
+"""
 
 from __future__ import annotations
 
@@ -10,40 +17,46 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application
 
 from phizer.cache.lru import ByteLRU
-from phizer.cache.singleflight import SingleFlight
+from phizer.cache.readthrough import Codec, ReadThrough
 from phizer.config.loader import Config
 from phizer.config.sizes import SizeSpec
 from phizer.errors import NotFound
 from phizer.imaging import jpegscale
-from phizer.imaging.geometry import exceeds
+from phizer.imaging.decode import set_pixel_limit
+from phizer.imaging.decoded import DecodedOriginal, decode_once, decode_once_covers
+from phizer.imaging.geometry import Crop, ResizePlan
 from phizer.imaging.pipeline import (
-    DecodedOriginal,
     OutputOptions,
     Rendered,
-    decode_original,
-    render,
-    render_decoded,
+    plan_for,
+    render_from,
+    serves_untouched,
+    untouched,
 )
+from phizer.imaging.source import FreshSource, PixelSource, open_original
 from phizer.origins.sources import OriginSet, build_origins
 from phizer.tiers.chain import open_tiers
 from phizer.tiers.disk import ORIGINALS
 from phizer.tiers.keys import TierKeys
 from phizer.web.admin import WorkerMetrics, worker_routes
-from phizer.web.handler import BaseHandler, InFlight, log_worker_request
-from phizer.web.negotiate import OFFERS_PARAM, parse_offers
-from phizer.web.urls import Crop, parse_request_path
+from phizer.web.handler import BaseHandler, HandlerContext, log_worker_request
+from phizer.web.inflight import InFlight
+from phizer.web.protocol import (
+    CACHE_HEADER,
+    FETCH_MS_HEADER,
+    OFFERS_PARAM,
+    RESIZE_MS_HEADER,
+    parse_offers,
+)
+from phizer.web.urls import parse_request_path
 
-FETCH_MS_HEADER = "X-Phizer-Fetch-Ms"
-RESIZE_MS_HEADER = "X-Phizer-Resize-Ms"
-# How the worker got the original (hit, miss, coalesced): for operators
-# asking a worker directly; the front keeps its own cache result.
-CACHE_HEADER = "X-Phizer-Cache"
+# The worker's cache result when the decoded cache made the image.
+DECODED = "decoded"
 
 
 @dataclass(frozen=True)
 class Original:
     data: bytes
-    tier: str | None = None  # the cache tier it came from (disk, shared), if any
 
     @property
     def nbytes(self) -> int:
@@ -55,40 +68,56 @@ class WorkerState:
 
     def __init__(self, config: Config, origins: OriginSet) -> None:
         settings = config.settings
+        set_pixel_limit(settings.max_source_pixels)
         jpegscale.three_eighths_works()  # probed now rather than on a first request
         self.config = config
         self.origins = origins
-        self.originals: ByteLRU[Original] = ByteLRU(
+        self.in_flight = InFlight()
+        self.output = OutputOptions.from_settings(settings)
+        memory: ByteLRU[Original] = ByteLRU(
             0 if settings.disable_cache else settings.client_cache_size
         )
-        self.fetches: SingleFlight[Original] = SingleFlight()
-        # Originals decoded once, kept at the levels every size is made from
-        # (see imaging.decode_original).
+        # Originals decoded once, kept with the levels every size is made from.
         self.decoded: ByteLRU[DecodedOriginal] = ByteLRU(
             0 if settings.disable_cache else settings.decoded_cache_size
         )
-        self.output = OutputOptions.from_settings(settings)
-        self.metrics = WorkerMetrics({"originals": self.originals, "decoded": self.decoded})
+        self.metrics = WorkerMetrics({"originals": memory, "decoded": self.decoded})
+        self.originals = ReadThrough(
+            memory,
+            open_tiers(config, ORIGINALS, self.metrics.tiers),
+            Codec(lambda original: original.data, self._usable),
+        )
         self.keys = TierKeys(config)
-        self.tiers = open_tiers(config, ORIGINALS, self.metrics.tiers)
+
+    def _usable(self, data: bytes) -> Original | None:
+        # Another host may allow larger originals; this one's limit holds.
+        return Original(data) if 0 < len(data) <= self.config.settings.max_source_bytes else None
+
+    async def original(self, path: str) -> tuple[Original, str]:
+        """The original's bytes and how they were had (see ``ReadThrough.get``)."""
+        return await self.originals.get(
+            path, lambda: self._from_origins(path), lambda: self.keys.original(path)
+        )
+
+    async def _from_origins(self, path: str) -> Original:
+        started = time.perf_counter()
+        try:
+            return Original(await self.origins.fetch(path))
+        finally:
+            self.metrics.fetch_seconds.observe(time.perf_counter() - started)
 
     def from_decoded(
-        self,
-        path: str,
-        decoded: DecodedOriginal,
-        spec: SizeSpec,
-        crop: Crop | None,
-        resize: bool,
-        offers: tuple[str, ...],
+        self, path: str, spec: SizeSpec, crop: Crop | None, offers: tuple[str, ...]
     ) -> Rendered | None:
-        if not resize and crop is None:
-            return None  # the original's bytes are served untouched
-        max_pixels = self.config.settings.max_source_pixels
-        levels = len(decoded.levels)
-        rendered = render_decoded(decoded, spec, crop, self.output, resize, max_pixels, offers)
-        if len(decoded.levels) != levels and path in self.decoded:
-            self.decoded.put(path, decoded)  # it gained a level: count it again
-        return rendered
+        """The image made from the decoded cache, when it holds this original
+        with enough pixels for the request."""
+        decoded = self.decoded.get(path)
+        if decoded is None:
+            return None
+        plan = plan_for(decoded.full_size, spec, crop, self.config.settings.max_dimension)
+        if not decoded.can_make(plan):
+            return None
+        return self._render(path, decoded, plan, spec, offers)
 
     def from_original(
         self,
@@ -97,137 +126,103 @@ class WorkerState:
         spec: SizeSpec,
         crop: Crop | None,
         offers: tuple[str, ...],
-        decode: bool = True,
     ) -> Rendered:
-        """Decode once into the decoded cache when it is on, else render directly.
-
-        ``decode`` false: the decoded cache already holds this original but
-        at too small a scale for this request, which is made from full size.
-        """
         settings = self.config.settings
-        resize = not exceeds(spec, settings.max_dimension)
-        if decode and (resize or crop is not None):
-            # Requests that waited on the same fetch find the first one's decode
-            # (their first look, before the fetch, already counted the miss).
-            cached = self.decoded.get(path) if path in self.decoded else None
-            decoded = cached or self._decode(path, original)
-            if decoded is not None:
-                rendered = self.from_decoded(path, decoded, spec, crop, resize, offers)
-                if rendered is not None:
-                    return rendered
-        return render(
-            original.data,
-            spec,
-            crop,
-            self.output,
-            resize=resize,
-            max_pixels=settings.max_source_pixels,
-            offers=offers,
+        if serves_untouched(spec, crop, settings.max_dimension):
+            return untouched(original.data, settings.max_source_pixels)
+        # Requests that waited on the same fetch find the first one's decode.
+        waited = path in self.decoded
+        if waited:
+            rendered = self.from_decoded(path, spec, crop, offers)
+            if rendered is not None:
+                return rendered
+        fresh = self._open(original)
+        plan = plan_for(fresh.facts.size, spec, crop, settings.max_dimension)
+        sizes = self.config.sizes.values()
+        keep = (
+            not waited
+            and self.decoded.capacity > 0
+            and fresh.facts.frames == 1
+            and decode_once_covers(fresh.facts, plan, sizes, settings.max_dimension)
         )
+        if not keep:
+            return self._render(path, fresh, plan, spec, offers)
+        decoded = decode_once(fresh, sizes, settings.max_dimension)
+        self.decoded.put(path, decoded)
+        return self._render(path, decoded, plan, spec, offers)
 
-    def _decode(self, path: str, original: Original) -> DecodedOriginal | None:
-        if self.decoded.capacity == 0:
-            return None
-        settings = self.config.settings
-        decoded = decode_original(
+    def _open(self, original: Original) -> FreshSource:
+        output, settings = self.output, self.config.settings
+        return open_original(
             original.data,
-            self.config.sizes.values(),
-            self.output,
-            settings.max_dimension,
+            output.animated,
+            output.max_frames,
+            not output.strip_metadata,
             settings.max_source_pixels,
         )
-        if decoded is not None:
-            self.decoded.put(path, decoded)
-        return decoded
 
-    async def original(self, path: str) -> tuple[Original, str]:
-        """The original's bytes and how we got them: hit, disk, shared, miss or coalesced."""
-        cached = self.originals.get(path)
-        if cached is not None:
-            return cached, "hit"
-        original, joined = await self.fetches.run(path, lambda: self._fetch(path))
-        return original, "coalesced" if joined else (original.tier or "miss")
-
-    async def _fetch(self, path: str) -> Original:
-        """From the disk or shared tier, else from the origins (then written
-        back to the tiers in the background)."""
-        tier_key = self.keys.original(path) if self.tiers else ""
-        found = await self.tiers.get(tier_key, self._usable) if self.tiers else None
-        if found is not None:
-            original = Original(found.value, found.tier)
-            self.originals.put(path, original)
-            return original
-        original = await self._from_origins(path)
-        if self.tiers:
-            self.tiers.put_later(tier_key, original.data)
-        return original
-
-    def _usable(self, data: bytes) -> bytes | None:
-        # Another host may allow larger originals; this one's limit holds.
-        return data if 0 < len(data) <= self.config.settings.max_source_bytes else None
+    def _render(
+        self,
+        path: str,
+        source: PixelSource,
+        plan: ResizePlan,
+        spec: SizeSpec,
+        offers: tuple[str, ...],
+    ) -> Rendered:
+        settings = self.config.settings
+        levels = len(source.levels) if isinstance(source, DecodedOriginal) else 0
+        rendered = render_from(
+            source, plan, spec, self.output, max_pixels=settings.max_source_pixels, offers=offers
+        )
+        gained = isinstance(source, DecodedOriginal) and len(source.levels) != levels
+        if gained and path in self.decoded:
+            self.decoded.put(path, source)  # it gained a level: count it again
+        return rendered
 
     async def close(self, timeout: float) -> None:
         """Finish pending write-backs (at most ``timeout`` s), release the tiers."""
-        await self.tiers.close(timeout)
-
-    async def _from_origins(self, path: str) -> Original:
-        started = time.perf_counter()
-        try:
-            original = Original(await self.origins.fetch(path))
-        finally:
-            self.metrics.fetch_seconds.observe(time.perf_counter() - started)
-        self.originals.put(path, original)
-        return original
+        await self.originals.close(timeout)
 
 
 class WorkerHandler(BaseHandler):
-    def initialize(self, state: WorkerState) -> None:  # type: ignore[override]
-        super().initialize()
+    def initialize(self, state: WorkerState, context: HandlerContext) -> None:  # type: ignore[override]
+        super().initialize(context)
         self.state = state
         self.front_gone = False
 
     def on_connection_close(self) -> None:
+        # The front gave up on this request (worker_timeout): a resize now
+        # would only delay the requests queued behind it.
         self.front_gone = True
-
-    def abandoned(self) -> bool:
-        """The front gave up on this request (worker_timeout): a resize now
-        would only delay the requests queued behind it."""
-        stream = getattr(self.request.connection, "stream", None)
-        return self.front_gone or (stream is not None and stream.closed())
 
     async def serve(self) -> None:
         request = parse_request_path(self.request_path())
-        spec = self.state.config.sizes.get(request.size)
+        state = self.state
+        spec = state.config.sizes.get(request.size)
         if spec is None:
             raise NotFound("unknown size")
         started = time.perf_counter()
         # The front's negotiated formats; only those this config offers count.
         offers = parse_offers(
-            self.get_query_arguments(OFFERS_PARAM), self.state.config.settings.auto_format
+            self.get_query_arguments(OFFERS_PARAM), state.config.settings.auto_format
         )
-        state = self.state
-        resize = not exceeds(spec, state.config.settings.max_dimension)
-        rendered = None
-        fetched = started
-        if self.abandoned():
+        if self.front_gone:
             self.cache_result = "abandoned"
             return
-        decoded = state.decoded.get(request.path)
-        if decoded is not None:
-            rendered = state.from_decoded(request.path, decoded, spec, request.crop, resize, offers)
-            self.cache_result = "decoded"
-        if rendered is None:
+        fetched = started
+        rendered = state.from_decoded(request.path, spec, request.crop, offers)
+        if rendered is not None:
+            self.cache_result = DECODED
+        else:
             original, self.cache_result = await state.original(request.path)
             fetched = time.perf_counter()
-            if self.abandoned():
+            if self.front_gone:
                 self.cache_result = "abandoned"
                 return
-            rendered = state.from_original(
-                request.path, original, spec, request.crop, offers, decode=decoded is None
-            )
+            rendered = state.from_original(request.path, original, spec, request.crop, offers)
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
-        self.state.metrics.resize_seconds.observe(self.resize_ms / 1000)
+        state.metrics.resize_seconds.observe(self.resize_ms / 1000)
         self.set_header("Content-Type", rendered.content_type)
         self.set_header(FETCH_MS_HEADER, f"{self.fetch_ms:.1f}")
         self.set_header(RESIZE_MS_HEADER, f"{self.resize_ms:.1f}")
@@ -255,11 +250,12 @@ def make_origin_set(config: Config, client: AsyncHTTPClient | None = None) -> Or
 
 def make_worker_app(config: Config, state: WorkerState | None = None) -> Application:
     state = state or WorkerState(config, make_origin_set(config))
+    context = HandlerContext(state.in_flight, state.metrics)
     return Application(
-        [*worker_routes(state.metrics), (r"/.*", WorkerHandler, {"state": state})],
+        [
+            *worker_routes(state.metrics, context),
+            (r"/.*", WorkerHandler, {"state": state, "context": context}),
+        ],
         log_function=log_worker_request,
-        metrics=state.metrics,
-        in_flight=InFlight(),
-        state=state,
         compress_response=False,
     )

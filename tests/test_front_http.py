@@ -258,7 +258,8 @@ class TestFakeWorkers(FrontTestCase):
 
     def test_worker_error_statuses_are_passed_through(self) -> None:
         statuses = {400: "bad", 404: "missing", 413: "huge", 422: "odd", 502: "broken"}
-        statuses |= {503: "busy", 504: "slow"}
+        # A status without a meaning of its own (a worker's bug) stays what it was.
+        statuses |= {500: "bug", 503: "busy", 504: "slow", 507: "odd5xx", 418: "teapot"}
         [worker] = self.fake_workers(
             1, statuses={f"s100/{name}.jpg": code for code, name in statuses.items()}
         )

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from phizer.process.heaptrim import DecodeMemory, HeapTrim, decode_memory, resident_bytes
-from phizer.web.handler import InFlight
+from phizer.web.inflight import InFlight
 
 MIB = 1 << 20
 
@@ -171,3 +171,42 @@ def test_a_buffer_within_half_the_reserve_is_reused_without_faulting() -> None:
     assert _second_touch_faults(64 * MIB, 24 * MIB) < pages // 20
     # The default reserve maps a buffer that size on its own: faulted afresh.
     assert _second_touch_faults(32 * MIB, 24 * MIB) > pages * 9 // 10
+
+
+def test_started_trim_checks_after_requests_and_once_idle() -> None:
+    """Wired to the request counter: the pile-up rule right after a request
+    ends, the idle rule ``idle_seconds`` later, with no polling between."""
+
+    async def run() -> list[float]:
+        in_flight, machine = InFlight(), Machine()
+        released: list[float] = []
+        idle = asyncio.Event()
+
+        def release() -> None:
+            released.append(machine.now)
+            idle.set()
+
+        trim = HeapTrim(
+            in_flight,
+            cached=lambda: 0,
+            max_kept_free=64 * MIB,
+            release=release,
+            rss=lambda: machine.rss,
+            idle_seconds=0.05,
+        )
+        trim.start()
+        machine.rss += 65 * MIB  # piled up beside empty caches
+        in_flight.enter()
+        in_flight.leave()
+        assert released == [machine.now]  # released as the request ended
+        machine.now += 1
+        machine.rss -= 65 * MIB
+        in_flight.enter()
+        in_flight.leave()
+        assert len(released) == 1  # nothing piled up this time
+        await asyncio.wait_for(idle.wait(), 5)  # set by the first release
+        idle.clear()
+        await asyncio.wait_for(idle.wait(), 5)  # the idle release
+        return released
+
+    assert len(asyncio.run(run())) == 2

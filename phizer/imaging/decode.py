@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
 from phizer.imaging import jpegscale
@@ -64,7 +64,7 @@ def set_pixel_limit(max_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFile.ImageFile:
     """Identify the image from its header and check its size; nothing is decoded."""
     try:
         with warnings.catch_warnings():
@@ -124,7 +124,9 @@ def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
-def decode(image: Image.Image, wanted: tuple[int, int], orientation: int) -> Image.Image:
+def decode(
+    image: ImageFile.ImageFile, wanted: tuple[int, int], orientation: int
+) -> Image.Image:
     """Decode the first frame upright, in a mode that resizes correctly.
 
     JPEGs are decoded at the smallest DCT scale (1/8, 1/4, 3/8, 1/2 or 1)
@@ -136,9 +138,8 @@ def decode(image: Image.Image, wanted: tuple[int, int], orientation: int) -> Ima
     with decoding():
         image.load()
         transpose = TRANSPOSE.get(orientation)
-        if transpose is not None:
-            image = image.transpose(transpose)
-        return resizable_mode(image)
+        upright = image if transpose is None else image.transpose(transpose)
+        return resizable_mode(upright)
 
 
 def resizable_mode(image: Image.Image) -> Image.Image:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import io
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 THREE_EIGHTHS = 3  # Pillow's divisor that libjpeg turns into 3/8
 _PROBE_HEIGHT = 64
@@ -31,7 +31,7 @@ def scaled_length(length: int, eighths: int) -> int:
     return (length * eighths + 7) // 8
 
 
-def draft(image: Image.Image, wanted: tuple[int, int]) -> None:
+def draft(image: ImageFile.ImageFile, wanted: tuple[int, int]) -> None:
     """``image.draft(None, wanted)``, or 3/8 scale where Pillow would decode
     at 1/2 and 3/8 still gives at least ``wanted``."""
     width, height = image.size
@@ -48,7 +48,7 @@ def draft(image: Image.Image, wanted: tuple[int, int]) -> None:
     image.draft(None, wanted)
 
 
-def _scale(image: Image.Image, reduced: tuple[int, int], divisor: int) -> bool:
+def _scale(image: ImageFile.ImageFile, reduced: tuple[int, int], divisor: int) -> bool:
     """Set an unloaded JPEG to decode at ``reduced`` with Pillow's ``divisor``
     (as ``draft`` does for 1/2)."""
     if image.format != "JPEG" or len(image.tile) != 1 or image.decoderconfig:

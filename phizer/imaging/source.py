@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 from phizer.imaging.animation import Animation, decode_animation, frame_count
 from phizer.imaging.decode import (
@@ -62,7 +62,7 @@ class FreshSource:
     """An original opened from its bytes, decoded for one plan at the
     smallest scale that keeps 2x headroom for the final LANCZOS step."""
 
-    def __init__(self, image: Image.Image, facts: Facts) -> None:
+    def __init__(self, image: ImageFile.ImageFile, facts: Facts) -> None:
         self.image = image
         self.facts = facts
 

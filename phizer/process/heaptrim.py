@@ -10,18 +10,16 @@ than the reserve has piled up beside the caches.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tornado.ioloop import PeriodicCallback
-
 from phizer.process.linux import release_free_memory
 from phizer.web.inflight import InFlight
 
 IDLE_SECONDS = 2.0
-CHECK_SECONDS = 0.1
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -76,6 +74,7 @@ class HeapTrim:
         self._clock = clock
         self._ceiling = rss() + max_kept_free  # plus what the caches hold
         self._released_after = 0  # requests finished at the last release
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def check(self) -> bool:
         """Release if either rule says so; True when it did."""
@@ -89,7 +88,14 @@ class HeapTrim:
         self._release()
         return True
 
-    def start(self) -> PeriodicCallback:
-        callback = PeriodicCallback(self.check, CHECK_SECONDS * 1000)
-        callback.start()
-        return callback
+    def start(self) -> None:
+        """Check after each request, and once more when the worker has been
+        idle for ``idle_seconds``: no polling while nothing happens."""
+        self._in_flight.on_leave.append(self._request_ended)
+
+    def _request_ended(self) -> None:
+        self.check()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self._idle_seconds, self.check)

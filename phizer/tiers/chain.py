@@ -57,7 +57,9 @@ class TierChain:
         None for counts as absent); earlier tiers get a copy."""
         for index, guard in enumerate(self.guards):
             raw = await guard.get(key)
-            value = read(raw) if raw is not None else None
+            if raw is None:
+                continue
+            value = read(raw)
             if value is None:
                 continue
             for earlier in self.guards[:index]:

@@ -174,9 +174,9 @@ class WorkerState:
         rendered = render_from(
             source, plan, spec, self.output, max_pixels=settings.max_source_pixels, offers=offers
         )
-        gained = isinstance(source, DecodedOriginal) and len(source.levels) != levels
-        if gained and path in self.decoded:
-            self.decoded.put(path, source)  # it gained a level: count it again
+        if isinstance(source, DecodedOriginal) and len(source.levels) != levels:
+            if path in self.decoded:
+                self.decoded.put(path, source)  # it gained a level: count it again
         return rendered
 
     async def close(self, timeout: float) -> None:

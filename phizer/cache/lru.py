@@ -72,6 +72,14 @@ class ByteLRU(Generic[V]):
         self.size += cost
         return True
 
+    def cost(self, key: str) -> int:
+        """What ``key``'s entry cost when it was stored (0 when absent)."""
+        return self._costs.get(key, 0)
+
+    @staticmethod
+    def cost_of(key: str, value: V) -> int:
+        return _cost(key, value)
+
     def discard(self, key: str) -> None:
         if self._entries.pop(key, None) is not None:
             self.size -= self._costs.pop(key)

@@ -170,14 +170,17 @@ class WorkerState:
         offers: tuple[str, ...],
     ) -> Rendered:
         settings = self.config.settings
-        levels = len(source.levels) if isinstance(source, DecodedOriginal) else 0
         rendered = render_from(
             source, plan, spec, self.output, max_pixels=settings.max_source_pixels, offers=offers
         )
-        if isinstance(source, DecodedOriginal) and len(source.levels) != levels:
-            if path in self.decoded:
-                self.decoded.put(path, source)  # it gained a level: count it again
+        if isinstance(source, DecodedOriginal):
+            self._recount(path, source)
         return rendered
+
+    def _recount(self, path: str, decoded: DecodedOriginal) -> None:
+        """Put ``decoded`` again when it grew (a level made, the decode let go)."""
+        if path in self.decoded and self.decoded.cost(path) != self.decoded.cost_of(path, decoded):
+            self.decoded.put(path, decoded)
 
     async def close(self, timeout: float) -> None:
         """Finish pending write-backs (at most ``timeout`` s), release the tiers."""

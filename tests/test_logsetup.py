@@ -20,7 +20,7 @@ import pytest
 from phizer.config.loader import Settings
 from phizer.config.values import parse_syslog_facility
 from phizer.process import logsetup
-from phizer.process.logsetup import configure_logging
+from phizer.process.logsetup import ResilientSysLogHandler, configure_logging
 from phizer.web.accesslog import RECORD_ATTR, AccessEntry, render_text
 from tests.syslog_support import RECEIVE_SECONDS, SyslogSink, parse_datagram, pri
 
@@ -226,7 +226,7 @@ def test_reconfigure_after_a_daemon_closed_the_socket(short_dir: Path, reused: b
     try:
         configure_logging(syslog_settings(sink.address), "supervisor", logging.INFO)
         [handler] = logging.getLogger().handlers
-        assert isinstance(handler, SysLogHandler)
+        assert isinstance(handler, ResilientSysLogHandler) and handler.socket is not None
         number = handler.socket.fileno()
         os.close(number)
         other = None

@@ -75,73 +75,125 @@ def open_syslog(settings: Settings, role: str, fallback: logging.Handler) -> log
     return handler
 
 
-class ResilientSysLogHandler(SysLogHandler):
-    """A SysLogHandler that neither blocks nor loses records when syslog is down.
+class ResilientSysLogHandler(logging.Handler):
+    """Sends records to syslog without blocking or losing any when it is down.
 
-    The base class reconnects a Unix socket once per failed send; when that
-    fails too, the record goes to ``fallback`` (stderr) with one warning per
-    outage, and syslog is tried again at most every SYSLOG_RETRY_SECONDS.
+    Written on ``logging.Handler`` (with the priorities of
+    ``SysLogHandler``) so that every socket it opens has a send timeout. A
+    failed send to a Unix socket reconnects once (the daemon restarted);
+    when that fails too, the record goes to ``fallback`` (stderr) with one
+    warning per outage, and syslog is tried again at most every
+    SYSLOG_RETRY_SECONDS.
     """
 
     def __init__(
         self, address: str | tuple[str, int], facility: int, fallback: logging.Handler
     ) -> None:
+        super().__init__()
+        self.address = address
+        self.facility = facility
         self.fallback = fallback
-        self.connect_error: OSError | None = None
+        self.socket: socket.socket | None = None
         self._socket_id: tuple[int, int] | None = None
-        self._failure: BaseException | None = None
         self._down_until: float | None = None
-        super().__init__(address=address, facility=facility)
-
-    def _connect_unixsocket(self, address: Any) -> None:
-        # The base class keeps quiet when the socket is unreachable at startup.
+        self.connect_error: OSError | None = None
         try:
-            super()._connect_unixsocket(address)
+            self._connect()
         except OSError as err:
             self.connect_error = err
-            raise
-        self.connect_error = None
-        self.socket.settimeout(SYSLOG_SEND_TIMEOUT)
-        self._socket_id = _socket_identity(self.socket)
 
-    def createSocket(self) -> None:
-        super().createSocket()
-        self._socket_id = _socket_identity(self.socket)
+    def _connect(self) -> None:
+        if isinstance(self.address, str):
+            sock = _unix_socket(self.address)
+        else:
+            host, port = self.address
+            family, kind, proto, _name, _target = socket.getaddrinfo(
+                host, port, type=socket.SOCK_DGRAM
+            )[0]
+            sock = socket.socket(family, kind, proto)
+            sock.settimeout(SYSLOG_SEND_TIMEOUT)
+        self.socket = sock
+        self._socket_id = _socket_identity(sock)
+
+    def _send(self, data: bytes) -> None:
+        if self.socket is None:
+            self._connect()
+        assert self.socket is not None
+        if not isinstance(self.address, str):
+            self.socket.sendto(data, self.address)
+            return
+        try:
+            self.socket.sendall(data)
+        except OSError:  # the daemon restarted and has a new socket
+            self._close_socket()
+            self._connect()
+            assert self.socket is not None
+            self.socket.sendall(data)
+
+    def encode(self, record: logging.LogRecord) -> bytes:
+        """A syslog message: ``<PRI>`` and the formatted record, NUL-terminated."""
+        name = SysLogHandler.priority_map.get(record.levelname, "warning")
+        priority = (self.facility << 3) | SysLogHandler.priority_names[name]
+        return f"<{priority}>{self.format(record)}\000".encode()
 
     def emit(self, record: logging.LogRecord) -> None:
         now = time.monotonic()
         if self._down_until is not None and now < self._down_until:
             self.fallback.handle(record)
             return
-        self._failure = None
-        super().emit(record)  # calls handleError on failure
-        if self._failure is not None:
+        try:
+            data = self.encode(record)
+        except Exception:  # a bad format string, not syslog's fault
+            self.handleError(record)
+            return
+        try:
+            self._send(data)
+        except OSError as failure:
+            self._close_socket()
             if self._down_until is None:
                 _announce(
                     self.fallback,
-                    f"syslog at {_describe(self.address)} failed ({_reason(self._failure)}); "
+                    f"syslog at {_describe(self.address)} failed ({_reason(failure)}); "
                     "logging to stderr until it is back",
                 )
             self._down_until = now + SYSLOG_RETRY_SECONDS
             self.fallback.handle(record)
-        elif self._down_until is not None:
+            return
+        if self._down_until is not None:
             self._down_until = None
             _announce(self.fallback, f"syslog at {_describe(self.address)} is back", logging.INFO)
 
-    def handleError(self, record: logging.LogRecord) -> None:
-        failure = sys.exc_info()[1]
-        if isinstance(failure, OSError):
-            self._failure = failure
-        else:  # a bad format string, not syslog's fault
-            super().handleError(record)
-
-    def close(self) -> None:
+    def _close_socket(self) -> None:
+        sock, self.socket = self.socket, None
+        if sock is None:
+            return
         # A daemon closes every descriptor it does not know of: this socket's
         # number may be closed already, or reused by another file by now.
-        if self.socket is not None and _socket_identity(self.socket) != self._socket_id:
-            self.socket.detach()
+        if _socket_identity(sock) != self._socket_id:
+            sock.detach()
+        else:
+            sock.close()
+
+    def close(self) -> None:
+        self._close_socket()
         super().close()
         self.fallback.close()
+
+
+def _unix_socket(path: str) -> socket.socket:
+    """Connected to syslog's Unix socket: a datagram socket, else a stream."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        sock = socket.socket(socket.AF_UNIX, kind)
+        sock.settimeout(SYSLOG_SEND_TIMEOUT)
+        try:
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            if kind == socket.SOCK_STREAM:
+                raise
+            continue
+        return sock
+    raise AssertionError("unreachable")
 
 
 class SyslogFormatter(logging.Formatter):

@@ -31,7 +31,6 @@ from phizer.process.daemonize import (
     open_log_file,
     redirect_stderr,
 )
-from phizer.process.linux import huge_page_environment, thp_mode
 from phizer.process.listeners import Listener
 from phizer.process.logsetup import configure_logging
 from phizer.process.pidfile import PidFile, PidFileError
@@ -174,35 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(config, args.config), end="")
         return 0
     settings = config.settings
-    # Before logging starts, so that nothing it opens or prints happens twice.
-    failed_exec = _run_with_huge_pages() if argv is None and settings.huge_pages else None
     configure_logging(settings, "supervisor", settings.log_level)
-    if failed_exec:
-        log.warning("huge_pages: could not start again under them (%s)", failed_exec)
     try:
         launch = _prepare(args, config)
     except _Refusal as err:
         return _refuse(str(err), err.status)
     return _run(args, config, launch)
-
-
-def _run_with_huge_pages() -> str | None:
-    """Start again under glibc's huge page tunable (same pid, same arguments);
-    returns only when that is not needed (None) or failed (why).
-
-    A decode's buffers (tens of MB, fresh for every photo) then fault in
-    2 MiB at a time rather than 4 KiB (see docs/operations.md, "Memory").
-    """
-    environ = huge_page_environment(dict(os.environ), thp_mode())
-    if environ is None:
-        return None
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
-    except OSError as err:
-        return str(err.strerror or err)
-    return None  # not reached: execve returns only by raising
 
 
 def _prepare(args: argparse.Namespace, config: Config) -> _Launch:

@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 import phizer
-from phizer.process.linux import huge_page_environment, thp_mode
 from tests.e2e_support import (
     FRONT_NAME,
     HOST,
@@ -592,15 +591,3 @@ def _tunables(pid: int) -> str:
     found = [item for item in environ if item.startswith(b"GLIBC_TUNABLES=")]
     return found[0].decode().partition("=")[2] if found else ""
 
-
-@pytest.mark.parametrize("huge_pages", [True, False])
-def test_huge_pages_setting(launch: Callable[..., PhizerProcess], huge_pages: bool) -> None:
-    process = launch(properties={"huge_pages": huge_pages})
-    # Started again under the tunable where this kernel offers THP and the
-    # environment does not already decide; same pid, same children.
-    expected = huge_pages and huge_page_environment(dict(os.environ), thp_mode()) is not None
-    pids = [process.pid, *process.children().values()]
-    assert len(pids) == 1 + NUM_WORKERS + 1
-    for pid in pids:
-        assert ("glibc.malloc.hugetlb=1" in _tunables(pid)) == expected, pid
-    assert decode(process.get("/s100/land.jpg").body).size == (100, 75)

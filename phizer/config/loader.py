@@ -67,7 +67,6 @@ class Settings:
     avif_quality: int | None = None
     # Operations.
     shutdown_timeout: float = 10.0
-    huge_pages: bool = False
     # Freed decode memory each worker keeps for its next decode (phizer.heaptrim).
     decode_memory_reserve: int = 32 * MIB
     syslog_address: str | tuple[str, int] = "/dev/log"
@@ -119,7 +118,6 @@ _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
     "webp_quality": lambda v: values.parse_int(v, 1, 100),
     "avif_quality": lambda v: values.parse_int(v, 1, 100),
     "shutdown_timeout": values.parse_seconds,
-    "huge_pages": values.parse_bool,
     "decode_memory_reserve": lambda v: _byte_range(values.parse_byte_size(v), 2 * MIB, 1024 * MIB),
     "syslog_address": values.parse_syslog_address,
     "log_format": lambda v: values.parse_choice(v, ("text", "json")),

@@ -77,32 +77,3 @@ def release_free_memory() -> None:
     """Give every free page of the heap back to the system (malloc_trim(3))."""
     with contextlib.suppress(OSError, AttributeError):
         _libc().malloc_trim(0)
-
-
-HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb"
-_THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
-
-
-def huge_page_environment(environ: dict[str, str], mode: str | None) -> dict[str, str] | None:
-    """The environment under which glibc asks the kernel for transparent huge
-    pages (madvise(2) MADV_HUGEPAGE) for its heap and large blocks, given
-    the kernel's THP ``mode`` (see ``thp_mode``); ``None`` when there is
-    nothing to change: the kernel has no THP or has them off,
-    or the environment already says (an operator's ``=0`` is kept).
-
-    glibc reads its tunables once, when a program starts.
-    """
-    current = environ.get("GLIBC_TUNABLES", "")
-    if HUGE_PAGE_TUNABLE in current or mode is None or "[never]" in mode:
-        return None
-    tunables = ":".join(part for part in (current, f"{HUGE_PAGE_TUNABLE}=1") if part)
-    return {**environ, "GLIBC_TUNABLES": tunables}
-
-
-def thp_mode() -> str | None:
-    """The kernel's THP setting, e.g. ``always [madvise] never``; None without THP."""
-    try:
-        with open(_THP_MODE) as file:
-            return file.read().strip()
-    except OSError:
-        return None

@@ -33,8 +33,9 @@ from phizer.tiers.disk import RESULTS
 from phizer.tiers.keys import TierKeys
 from phizer.tiers.records import pack_result, unpack_result
 from phizer.transport import TransportFailure, fetch
-from phizer.web.admin import ProcessMetrics, front_routes
+from phizer.web.admin import FrontAdmin, front_routes
 from phizer.web.handler import BaseHandler, InFlight, log_request
+from phizer.web.metrics import ProcessMetrics
 from phizer.web.negotiate import offers_for, offers_query, variant_key
 from phizer.web.urls import ImageRequest, parse_request_path, worker_index
 from phizer.web.worker import FETCH_MS_HEADER, RESIZE_MS_HEADER
@@ -239,12 +240,17 @@ def make_front_app(
     if state is None:
         client = CurlAsyncHTTPClient(force_instance=True, max_clients=WORKER_CLIENTS)
         state = FrontState(config, worker_urls(config), client, restarts)
+    in_flight = InFlight()
+    state.metrics.watch_in_flight(in_flight)
+    admin = FrontAdmin(
+        state.worker_urls, state.client, state.restarts, state.metrics, config.settings.admin_allow
+    )
     return Application(
-        [*front_routes(state), (r"/.*", FrontHandler, {"state": state})],
+        [*front_routes(admin), (r"/.*", FrontHandler, {"state": state})],
         log_function=log_request,
         trusted_proxies=config.settings.trusted_proxies,
         metrics=state.metrics,
-        in_flight=InFlight(),
+        in_flight=in_flight,
         state=state,
         compress_response=False,
     )

@@ -77,7 +77,7 @@ class BaseHandler(RequestHandler):
         if self._in_flight is not None:
             self._in_flight.leave()
             self._in_flight = None
-        metrics = self.application.settings.get("metrics")  # admin.ProcessMetrics
+        metrics = self.application.settings.get("metrics")  # metrics.ProcessMetrics
         if metrics is not None:
             metrics.request_finished(self.get_status(), self.request.request_time())
 

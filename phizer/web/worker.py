@@ -28,8 +28,9 @@ from phizer.origins.sources import OriginSet, build_origins
 from phizer.tiers.chain import open_tiers
 from phizer.tiers.disk import ORIGINALS
 from phizer.tiers.keys import TierKeys
-from phizer.web.admin import WorkerMetrics, worker_routes
+from phizer.web.admin import worker_routes
 from phizer.web.handler import BaseHandler, InFlight, log_worker_request
+from phizer.web.metrics import WorkerMetrics
 from phizer.web.negotiate import OFFERS_PARAM, parse_offers
 from phizer.web.urls import Crop, parse_request_path
 
@@ -255,11 +256,13 @@ def make_origin_set(config: Config, client: AsyncHTTPClient | None = None) -> Or
 
 def make_worker_app(config: Config, state: WorkerState | None = None) -> Application:
     state = state or WorkerState(config, make_origin_set(config))
+    in_flight = InFlight()
+    state.metrics.watch_in_flight(in_flight)
     return Application(
         [*worker_routes(state.metrics), (r"/.*", WorkerHandler, {"state": state})],
         log_function=log_worker_request,
         metrics=state.metrics,
-        in_flight=InFlight(),
+        in_flight=in_flight,
         state=state,
         compress_response=False,
     )

@@ -28,6 +28,7 @@ setup(
         "python-daemon>=3.0",
         "redis>=5.0",
         "pymemcache>=4.0",
+        "prometheus-client>=0.21",  # /_metrics: registries, collectors, the text format
     ],
     extras_require={
         "test": [
@@ -35,7 +36,6 @@ setup(
             "pytest-timeout>=2",
             "hypothesis>=6",
             "ruff>=0.5",
-            "prometheus-client>=0.17",
         ],
     },
     entry_points={"console_scripts": ["phizer = phizer.cli:main"]},

@@ -259,6 +259,39 @@ class TestMetrics(AdminTestCase):
         about_down = {name for name, labels in found if ("worker", "2") in labels}
         self.assertEqual(about_down, {"phizer_worker_up", "phizer_restarts_total"})
 
+    def test_workers_answering_garbage_are_down_and_the_rest_still_reported(self) -> None:
+        clash = b'# TYPE phizer_requests_total gauge\nphizer_requests_total{code="200"} 9\n'
+        own_label = b'# TYPE phizer_x gauge\nphizer_x{worker="front"} 1\n'
+        answers = [b"not json", b"", clash, own_label, b"\xff\xfe"]
+        stubs = [self.pool.stub(StubServer(files={"_metrics": body}))[0] for body in answers]
+        failing = self.pool.stub(StubServer(statuses={"*": 500}))[0]
+        urls = [url(stub.port) for stub in [*stubs, failing]]
+        base = self.start_front([*urls, self.worker_urls[1]])
+        self.assertEqual(self.get("/m200/photo.jpg", self.worker_urls[1]).code, 200)
+        found = parse_metrics(self.get("/_metrics", base))
+        real = str(len(urls) + 1)
+        up = {w: value(found, "phizer_worker_up", worker=w) for w in map(str, range(1, 8))}
+        self.assertEqual(up, {**{str(n): 0 for n in range(1, len(urls) + 1)}, real: 1})
+        self.assertEqual([stub.counts["_metrics"] for stub in stubs], [1] * len(stubs))
+        self.assertEqual(value(found, "phizer_requests_total", worker=real, code="200"), 1)
+        self.assertIn(("phizer_uptime_seconds", (("worker", "front"),)), found)
+        # nothing of what the down workers said
+        said = {name for name, labels in found if ("worker", "3") in labels}
+        self.assertEqual(said, {"phizer_worker_up", "phizer_restarts_total"})
+        self.assertNotIn(("phizer_x", (("worker", "front"),)), found)
+
+    def test_hung_workers_cost_one_short_timeout(self) -> None:
+        hung = [self.pool.stub(StubServer(delays={"*": 30.0}))[0] for _ in range(3)]
+        base = self.start_front([url(worker.port) for worker in hung])
+        with probe_timeout(0.5):
+            started = time.monotonic()
+            found = parse_metrics(self.get("/_metrics", base))
+            elapsed = time.monotonic() - started
+        self.assertEqual([value(found, "phizer_worker_up", worker=w) for w in "123"], [0] * 3)
+        self.assertEqual([w.counts["_metrics"] for w in hung], [1, 1, 1])
+        self.assertGreaterEqual(elapsed, 0.5)
+        self.assertLess(elapsed, 1.4)  # not 3 x 0.5 s one after the other
+
     def test_no_worker_up_still_renders_the_front(self) -> None:
         base = self.start_front([self.down_url(), self.down_url()])
         self.assertEqual(self.get("/m200/photo.jpg", base).code, 503)
@@ -319,7 +352,7 @@ class TestAccess(AdminTestCase):
             self.io_loop.run_sync(server.close_all_connections, timeout=5)
         super().tearDown()
 
-    def refusing_front(self, xheaders: bool = False) -> str:
+    def refusing_front(self) -> str:
         """A front that admits admin requests from 10.0.0.0/8 only."""
         config = make_config(
             self.config.master,
@@ -328,7 +361,7 @@ class TestAccess(AdminTestCase):
         )
         state = FrontState(config, self.worker_urls, self.pool.client())
         sock, port = bind_unused_port()
-        server = HTTPServer(make_front_app(config, state), xheaders=xheaders)
+        server = HTTPServer(make_front_app(config, state))  # as phizer serves: no xheaders
         server.add_sockets([sock])
         self.servers.append(server)
         return url(port)
@@ -344,7 +377,7 @@ class TestAccess(AdminTestCase):
         self.assertEqual(self.get("/m200/photo.jpg", base).code, 200)  # images are not admin
 
     def test_forwarded_headers_do_not_open_the_door(self) -> None:
-        base = self.refusing_front(xheaders=True)
+        base = self.refusing_front()
         spoofed = {"X-Forwarded-For": "10.1.2.3", "X-Real-Ip": "10.1.2.3"}
         for path in ("/_health", "/_metrics"):
             with self.subTest(path=path):
@@ -370,7 +403,7 @@ class TestAccess(AdminTestCase):
 
 
 class TestWorkerStats(AdminTestCase):
-    def test_worker_snapshot_is_json_and_the_image_route_still_works(self) -> None:
+    def test_worker_stats_and_metrics_and_the_image_route_still_works(self) -> None:
         worker = self.worker_urls[0]
         self.assertEqual(self.get("/m200/photo.jpg", worker).code, 200)
         self.assertEqual(self.get("/m200/photo.jpg", worker).code, 200)
@@ -378,17 +411,22 @@ class TestWorkerStats(AdminTestCase):
         self.assertEqual(response.code, 200)
         stats = json.loads(response.body)
         self.assertEqual(stats["in_flight"], 1)
-        families = {family["name"]: family for family in stats["metrics"]["families"]}
-        requests = families["phizer_requests_total"]
-        self.assertEqual(requests["labels"], ["code"])
-        self.assertEqual(requests["series"], [{"labels": ["200"], "value": 2}])
-        hits = families["phizer_cache_hits_total"]["series"]
-        self.assertEqual(
-            hits, [{"labels": ["originals"], "value": 1}, {"labels": ["decoded"], "value": 0}]
-        )
+        self.assertIsInstance(stats["pid"], int)
+        self.assertGreaterEqual(stats["uptime_seconds"], 0)
+
+        found = parse_metrics(self.get("/_metrics", worker))
+        # the two images and the /_stats request; this one is still in flight
+        self.assertEqual(value(found, "phizer_requests_total", code="200"), 3)
+        self.assertEqual(value(found, "phizer_in_flight_requests"), 1)
+        self.assertEqual(value(found, "phizer_cache_hits_total", cache="originals"), 1)
+        self.assertEqual(value(found, "phizer_cache_misses_total", cache="originals"), 1)
+        self.assertEqual(value(found, "phizer_cache_capacity_bytes", cache="decoded"), 0)
+        self.assertEqual(value(found, "phizer_origin_fetch_duration_seconds_count"), 1)
+        self.assertEqual(value(found, "phizer_resize_duration_seconds_count"), 2)
         self.assertEqual(self.workers[0].originals.memory.stats.hits, 1)
+        self.assertFalse(any(("worker", "1") in labels for _, labels in found))
 
     def test_other_service_paths_on_a_worker_are_404(self) -> None:
-        for path in ("/_health", "/_metrics", "/_stats/x"):
+        for path in ("/_health", "/_metrics/x", "/_stats/x"):
             with self.subTest(path=path):
                 self.assertEqual(self.get(path, self.worker_urls[0]).code, 404)

@@ -1,314 +1,310 @@
-"""The metrics registry, snapshots, merging and the Prometheus text format."""
+"""What each process exposes, and how the front reads and merges the workers' answers."""
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
+from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from phizer.web.metrics import (
-    CONTENT_TYPE,
-    FamilyData,
-    Merged,
-    Registry,
-    escape_label_value,
-    families_from_snapshot,
-    format_value,
-    render,
-)
-from tests.metrics_support import check_exposition, samples
+from phizer import __version__
+from phizer.cache.lru import ByteLRU
+from phizer.tiers.stats import TierMetrics
+from phizer.web.fanin import FRONT_VIEW, Merged, front_view, read_exposition
+from phizer.web.handler import InFlight
+from phizer.web.metrics import DEFAULT_BUCKETS, ProcessMetrics, WorkerMetrics
+from tests.metrics_support import Samples, check_exposition, samples
 
 
-def parse(text: str) -> dict[str, Any]:
-    """Families by name, parsed by the reference parser."""
-    return {family.name: family for family in text_string_to_metric_families(text)}
+@dataclass(frozen=True)
+class Blob:
+    data: bytes
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
 
 
-# --- counters, gauges, histograms ---------------------------------------------------
-
-
-def test_counter_counts_per_label_values() -> None:
-    registry = Registry()
-    requests = registry.counter("x_requests_total", "Requests.", ("code",))
-    for code in ("200", "200", "404", "200"):
-        requests.inc(code)
-    requests.inc("500", amount=2.5)
-    found = samples(render(registry.families()))
-    assert found[("x_requests_total", (("code", "200"),))] == 3
-    assert found[("x_requests_total", (("code", "404"),))] == 1
-    assert found[("x_requests_total", (("code", "500"),))] == 2.5
-    assert parse(render(registry.families()))["x_requests"].type == "counter"
-
-
-def test_counter_refuses_to_go_down_and_wrong_labels() -> None:
-    counter = Registry().counter("x_total", "X.", ("a", "b"))
-    with pytest.raises(ValueError):
-        counter.inc("1", "2", amount=-1)
-    with pytest.raises(ValueError):
-        counter.inc("only-one")
-    with pytest.raises(ValueError):
-        counter.inc("1", "2", "3")
-
-
-def test_gauge_and_mirrored_counter_take_the_last_value() -> None:
-    registry = Registry()
-    gauge = registry.gauge("x_bytes", "Bytes.")
-    mirrored = registry.counter("x_hits_total", "Hits.", ("cache",))
-    gauge.set(10)
-    gauge.set(7)
-    mirrored.set_total(4, "a")
-    mirrored.set_total(9, "a")
-    found = samples(render(registry.families()))
-    assert found[("x_bytes", ())] == 7
-    assert found[("x_hits_total", (("cache", "a"),))] == 9
-
-
-def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
-    registry = Registry()
-    histogram = registry.histogram("x_seconds", "Durations.", ("kind",), buckets=(0.1, 1.0, 5.0))
-    observed = [0.05, 0.1, 0.5, 1.0, 3.0, 7.0, 100.0]
-    for value in observed:
-        histogram.observe(value, "a")
-    histogram.observe(0.2, "b")
-    text = render(registry.families())
+def scrape(metrics: ProcessMetrics) -> Samples:
+    text = metrics.exposition().decode("utf-8")
     check_exposition(text)
-    found = samples(text)
-
-    def bucket(le: str, kind: str = "a") -> float:
-        return found[("x_seconds_bucket", (("kind", kind), ("le", le)))]
-
-    # le is "less than or equal": 0.1 and 1.0 fall in their own buckets
-    for le, bound in (("0.1", 0.1), ("1", 1.0), ("5", 5.0)):
-        assert bucket(le) == sum(1 for v in observed if v <= bound)
-    assert bucket("+Inf") == len(observed)
-    assert found[("x_seconds_count", (("kind", "a"),))] == len(observed)
-    assert found[("x_seconds_sum", (("kind", "a"),))] == pytest.approx(sum(observed))
-    assert bucket("0.1", "b") == 0 and bucket("1", "b") == 1 and bucket("+Inf", "b") == 1
-    assert parse(text)["x_seconds"].type == "histogram"
+    return samples(text)
 
 
-def test_histogram_needs_increasing_buckets() -> None:
-    registry = Registry()
-    for number, buckets in enumerate([(), (1.0, 0.5), (1.0, 1.0), (math.inf,), (math.nan,)]):
-        with pytest.raises(ValueError):
-            registry.histogram(f"h{number}", "H.", buckets=buckets)
+def types(text: str) -> dict[str, str]:
+    return {family.name: family.type for family in text_string_to_metric_families(text)}
 
 
-@pytest.mark.parametrize(
-    ("name", "labels"),
-    [
-        ("1bad", ()),
-        ("bad-name", ()),
-        ("ok", ("bad-label",)),
-        ("ok", ("__reserved",)),
-        ("ok", ("le",)),
-        ("ok", ("a", "a")),
-    ],
-)
-def test_invalid_names_are_refused(name: str, labels: tuple[str, ...]) -> None:
+# --- one process ---------------------------------------------------------------------
+
+
+def test_requests_are_counted_by_status_with_their_durations() -> None:
+    metrics = ProcessMetrics({})
+    durations = [0.0004, 0.003, 0.003, 0.2, 30.0]
+    for status, seconds in zip([200, 200, 404, 200, 503], durations, strict=True):
+        metrics.request_finished(status, seconds)
+    found = scrape(metrics)
+    assert found[("phizer_requests_total", (("code", "200"),))] == 3
+    assert found[("phizer_requests_total", (("code", "404"),))] == 1
+    assert found[("phizer_requests_total", (("code", "503"),))] == 1
+    assert found[("phizer_request_duration_seconds_count", ())] == len(durations)
+    assert found[("phizer_request_duration_seconds_sum", ())] == pytest.approx(sum(durations))
+    buckets = {
+        float(labels[0][1]): value
+        for (name, labels), value in found.items()
+        if name == "phizer_request_duration_seconds_bucket"
+    }
+    assert sorted(buckets) == [*DEFAULT_BUCKETS, float("inf")]
+    for bound, count in buckets.items():
+        assert count == sum(1 for seconds in durations if seconds <= bound)
+    kinds = types(metrics.exposition().decode())
+    assert kinds["phizer_requests"] == "counter"
+    assert kinds["phizer_request_duration_seconds"] == "histogram"
+
+
+def test_caches_are_read_when_scraped() -> None:
+    originals: ByteLRU[Blob] = ByteLRU(1000)
+    decoded: ByteLRU[Blob] = ByteLRU(0)
+    metrics = ProcessMetrics({"originals": originals, "decoded": decoded})
+
+    def cache(name: str, which: str = "originals") -> float:
+        return scrape(metrics)[(name, (("cache", which),))]
+
+    assert cache("phizer_cache_entries") == 0
+    assert cache("phizer_cache_capacity_bytes") == 1000
+    assert cache("phizer_cache_capacity_bytes", "decoded") == 0
+    for key in ("a", "b", "c", "d"):
+        originals.put(key, Blob(b"x" * 200))  # about 400 bytes each: two fit
+    originals.get("d")
+    originals.get("a")
+    assert cache("phizer_cache_entries") == len(originals) == 2
+    assert cache("phizer_cache_bytes") == originals.size > 0
+    assert cache("phizer_cache_hits_total") == 1
+    assert cache("phizer_cache_misses_total") == 1
+    assert cache("phizer_cache_evictions_total") == 2
+    assert cache("phizer_cache_misses_total", "decoded") == 0
+    kinds = types(metrics.exposition().decode())
+    assert kinds["phizer_cache_hits"] == "counter"
+    assert kinds["phizer_cache_bytes"] == "gauge"
+
+
+def test_in_flight_and_uptime_are_live() -> None:
+    metrics = ProcessMetrics({})
+    assert scrape(metrics)[("phizer_in_flight_requests", ())] == 0
+    tracker = InFlight()
+    metrics.watch_in_flight(tracker)
+    tracker.enter()
+    tracker.enter()
+    assert scrape(metrics)[("phizer_in_flight_requests", ())] == 2
+    tracker.leave()
+    assert scrape(metrics)[("phizer_in_flight_requests", ())] == 1
+    assert metrics.in_flight() == 1
+    metrics.started -= 42.0
+    assert scrape(metrics)[("phizer_uptime_seconds", ())] >= 42.0
+
+
+def test_a_worker_also_times_fetches_and_resizes() -> None:
+    front, worker = ProcessMetrics({}), WorkerMetrics({})
+    worker.fetch_seconds.observe(0.5)
+    worker.resize_seconds.observe(0.02)
+    worker.resize_seconds.observe(0.03)
+    found = scrape(worker)
+    assert found[("phizer_origin_fetch_duration_seconds_count", ())] == 1
+    assert found[("phizer_resize_duration_seconds_count", ())] == 2
+    assert found[("phizer_resize_duration_seconds_sum", ())] == pytest.approx(0.05)
+    assert ("phizer_origin_fetch_duration_seconds_count", ()) not in scrape(front)
+
+
+def test_each_process_has_a_registry_of_its_own() -> None:
+    one, other = ProcessMetrics({}), ProcessMetrics({})
+    one.request_finished(200, 0.1)
+    assert scrape(one)[("phizer_requests_total", (("code", "200"),))] == 1
+    assert ("phizer_requests_total", (("code", "200"),)) not in scrape(other)
+    global_names = {family.name for family in REGISTRY.collect()}
+    assert not any(name.startswith("phizer_") for name in global_names)
+
+
+def test_no_created_series() -> None:
+    metrics = WorkerMetrics({})
+    metrics.request_finished(200, 0.1)
+    assert "_created" not in metrics.exposition().decode()
+
+
+class Watched:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.down = False
+        self.deleted: int | None = None
+
+    def bypassed(self) -> bool:
+        return self.down
+
+    def evictions(self) -> int | None:
+        return self.deleted
+
+
+def test_tiers_are_counted_and_their_state_read_when_scraped() -> None:
+    metrics = ProcessMetrics({})
+    disk, shared = Watched("disk"), Watched("shared")
+    metrics.tiers.watch(disk)
+    metrics.tiers.watch(shared)
+    metrics.tiers.hits.inc("disk")
+    metrics.tiers.hits.inc("disk")
+    metrics.tiers.misses.inc("shared")
+    metrics.tiers.dropped.inc("shared", "busy")
+    disk.deleted = 7
+    shared.down = True
+    found = scrape(metrics)
+    assert found[("phizer_tier_hits_total", (("tier", "disk"),))] == 2
+    assert found[("phizer_tier_misses_total", (("tier", "shared"),))] == 1
+    dropped = ("phizer_tier_writes_dropped_total", (("reason", "busy"), ("tier", "shared")))
+    assert found[dropped] == 1
+    assert found[("phizer_tier_bypassed", (("tier", "shared"),))] == 1
+    assert found[("phizer_tier_bypassed", (("tier", "disk"),))] == 0
+    assert found[("phizer_tier_evictions_total", (("tier", "disk"),))] == 7
+    assert ("phizer_tier_evictions_total", (("tier", "shared"),)) not in found  # no evictions
+    shared.down = False
+    assert scrape(metrics)[("phizer_tier_bypassed", (("tier", "shared"),))] == 0
+
+
+def test_tier_tallies_take_their_labels() -> None:
+    tiers = TierMetrics()
     with pytest.raises(ValueError):
-        Registry().counter(name, "X.", labels)
-
-
-def test_a_name_is_registered_once() -> None:
-    registry = Registry()
-    registry.counter("x_total", "X.")
+        tiers.dropped.inc("disk")
     with pytest.raises(ValueError):
-        registry.gauge("x_total", "X again.")
+        tiers.hits.inc("disk", "extra")
 
 
-def test_collectors_run_before_every_snapshot() -> None:
-    registry = Registry()
-    gauge = registry.gauge("x_entries", "Entries.")
-    source = {"entries": 3}
-    registry.add_collector(lambda: gauge.set(source["entries"]))
-    assert samples(render(registry.families()))[("x_entries", ())] == 3
-    source["entries"] = 5
-    assert registry.snapshot()["families"][0]["series"][0]["value"] == 5
+# --- reading a worker's answer ------------------------------------------------------
 
 
-# --- the text format ----------------------------------------------------------------
-
-
-def test_help_and_type_once_per_family_even_with_many_series() -> None:
-    registry = Registry()
-    counter = registry.counter("x_total", "X.", ("code",))
-    for code in range(200, 205):
-        counter.inc(str(code))
-    registry.histogram("x_seconds", "S.", ("code",)).observe(0.3, "200")
-    registry.gauge("x_empty", "No series yet.", ("code",))
-    text = render(registry.families())
-    check_exposition(text)
-    assert text.count("# HELP x_total ") == 1 and text.count("# TYPE x_total counter") == 1
-    assert "# TYPE x_empty gauge" in text
-    assert len(parse(text)["x"].samples) == 5
-
-
-@pytest.mark.parametrize(
-    "value", ['quote " here', "back\\slash", "new\nline", 'all \\" \n of them', "naïve ü €", ""]
-)
-def test_label_values_are_escaped(value: str) -> None:
-    registry = Registry()
-    registry.gauge("x_info", "Info.", ("v",)).set(1, value)
-    text = render(registry.families())
-    assert len(text.splitlines()) == 3  # an escaped newline does not break the line
-    (sample,) = parse(text)["x_info"].samples
-    assert sample.labels == {"v": value}
-
-
-def test_escape_label_value_by_hand() -> None:
-    assert escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
-
-
-def test_help_is_escaped() -> None:
-    registry = Registry()
-    registry.gauge("x", "line one\nback\\slash").set(1)
-    text = render(registry.families())
-    assert "# HELP x line one\\nback\\\\slash\n" in text
-    assert parse(text)["x"].documentation == "line one\nback\\slash"
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [(3, "3"), (3.0, "3"), (0.25, "0.25"), (-2, "-2"), (math.inf, "+Inf"), (-math.inf, "-Inf")],
-)
-def test_values(value: float, text: str) -> None:
-    assert format_value(value) == text
-
-
-def test_nan_value() -> None:
-    assert format_value(math.nan) == "NaN"
-
-
-def test_nothing_renders_nothing() -> None:
-    assert render([]) == ""
-
-
-def test_a_family_is_not_rendered_twice() -> None:
-    family = FamilyData("x", "gauge", "X.", ())
-    with pytest.raises(ValueError):
-        render([family, family])
-
-
-def test_content_type_is_the_text_format() -> None:
-    assert CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
-
-
-# --- snapshots ----------------------------------------------------------------------
-
-
-def _sample_registry() -> Registry:
-    registry = Registry()
-    registry.counter("r_total", "R.", ("code",)).inc("200")
-    registry.gauge("g", "G.").set(4.5)
-    histogram = registry.histogram("h_seconds", "H.", buckets=(0.5, 2.0))
-    for value in (0.1, 1.0, 9.0):
-        histogram.observe(value)
-    return registry
-
-
-def test_snapshot_survives_json_and_renders_the_same() -> None:
-    registry = _sample_registry()
-    through_json = json.loads(json.dumps(registry.snapshot()))
-    assert render(families_from_snapshot(through_json)) == render(registry.families())
-
-
-def _broken(change: Any) -> dict[str, Any]:
-    snapshot = json.loads(json.dumps(_sample_registry().snapshot()))
-    change(snapshot)
-    return snapshot
-
-
-@pytest.mark.parametrize(
-    "snapshot",
-    [
-        {},
-        [],
-        {"families": 3},
-        {"families": [{"name": "x"}]},
-        _broken(lambda s: s["families"][0].update(type="summary")),
-        _broken(lambda s: s["families"][0].update(name="bad name")),
-        _broken(lambda s: s["families"][0]["series"][0].update(labels=[])),
-        _broken(lambda s: s["families"][0]["series"][0].update(value="many")),
-        _broken(lambda s: s["families"][2]["series"][0].update(counts=[1, 2])),
-        _broken(lambda s: s["families"][2]["series"][0].update(counts=[1, -1, 1])),
-        _broken(lambda s: s["families"][2].update(buckets=[2.0, 0.5])),
-        _broken(lambda s: s["families"].append(s["families"][0])),
-    ],
-)
-def test_malformed_snapshots_are_refused(snapshot: Any) -> None:
-    with pytest.raises(ValueError):
-        families_from_snapshot(snapshot)
-
-
-# --- merging ------------------------------------------------------------------------
-
-
-def _process(requests: int, cache_bytes: int) -> list[FamilyData]:
-    registry = Registry()
-    counter = registry.counter("r_total", "R.", ("code",))
+def worker_text(requests: int = 1, cache_hits: int = 0) -> str:
+    """What a real worker answers on /_metrics."""
+    originals: ByteLRU[Blob] = ByteLRU(10_000)
+    originals.put("a", Blob(b"x"))
+    for _ in range(cache_hits):
+        originals.get("a")
+    metrics = WorkerMetrics({"originals": originals})
     for _ in range(requests):
-        counter.inc("200")
-    registry.gauge("cache_bytes", "B.", ("cache",)).set(cache_bytes, "c")
-    registry.histogram("h_seconds", "H.", buckets=(1.0,)).observe(requests)
-    return families_from_snapshot(json.loads(json.dumps(registry.snapshot())))
+        metrics.request_finished(200, 0.01)
+    metrics.fetch_seconds.observe(0.2)
+    return metrics.exposition().decode("utf-8")
 
 
-def test_merge_labels_every_series_with_its_process() -> None:
+def test_a_workers_answer_is_read_back() -> None:
+    text = worker_text(requests=3)
+    families = {family.name: family for family in read_exposition(text)}
+    assert families["phizer_requests"].type == "counter"
+    assert families["phizer_origin_fetch_duration_seconds"].type == "histogram"
+    (sample,) = families["phizer_requests"].samples
+    assert (sample.name, sample.labels, sample.value) == (
+        "phizer_requests_total",
+        {"code": "200"},
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not json",
+        "<html><body>502 Bad Gateway</body></html>",
+        '{"families": []}',
+        "# HELP x X.\n",
+        "# TYPE x summary\nx_count 1\nx_sum 2\n",
+        "x 1\n",  # no TYPE: untyped
+        '# TYPE x gauge\nx{worker="1"} 1\n',
+        "# TYPE x gauge\ny 1\n",
+        "# TYPE x histogram\nx_bucket 1\nx_count 1\nx_sum 1\n",
+        '# TYPE x_total counter\nx_total{a="1" 2\n',
+    ],
+)
+def test_a_malformed_answer_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        read_exposition(text)
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_read_or_refused_with_a_value_error(text: str) -> None:
+    try:
+        families = read_exposition(text)
+    except ValueError:
+        return
     merged = Merged()
-    merged.add("front", _process(3, 100))
-    merged.add("1", _process(5, 200))
-    merged.add("2", _process(0, 300))
-    text = render(merged.families())
+    merged.add("1", families)
+    check_exposition(merged.exposition().decode("utf-8"))
+
+
+# --- merging --------------------------------------------------------------------------
+
+
+def test_every_series_is_labelled_with_its_process() -> None:
+    front = ProcessMetrics({"resized": ByteLRU(500)})
+    front.request_finished(200, 0.1)
+    merged = Merged()
+    merged.add("front", front.families())
+    merged.add("1", read_exposition(worker_text(requests=5, cache_hits=2)))
+    merged.add("2", read_exposition(worker_text(requests=0)))
+    text = merged.exposition().decode("utf-8")
     check_exposition(text)
     found = samples(text)
-    assert found[("r_total", (("code", "200"), ("worker", "front")))] == 3
-    assert found[("r_total", (("code", "200"), ("worker", "1")))] == 5
-    assert ("r_total", (("code", "200"), ("worker", "2"))) not in found  # never counted
-    assert found[("cache_bytes", (("cache", "c"), ("worker", "2")))] == 300
-    assert found[("h_seconds_bucket", (("le", "1"), ("worker", "1")))] == 0
-    assert found[("h_seconds_bucket", (("le", "+Inf"), ("worker", "1")))] == 1
-    # the worker label comes first, and each family is declared once
-    assert 'r_total{worker="1",code="200"} 5' in text.splitlines()
-    assert text.count("# TYPE r_total counter") == 1
+    assert found[("phizer_requests_total", (("code", "200"), ("worker", "front")))] == 1
+    assert found[("phizer_requests_total", (("code", "200"), ("worker", "1")))] == 5
+    assert ("phizer_requests_total", (("code", "200"), ("worker", "2"))) not in found
+    hits = ("phizer_cache_hits_total", (("cache", "originals"), ("worker", "1")))
+    assert found[hits] == 2
+    capacity = ("phizer_cache_capacity_bytes", (("cache", "resized"), ("worker", "front")))
+    assert found[capacity] == 500
+    fetches = ("phizer_origin_fetch_duration_seconds_bucket", (("le", "+Inf"), ("worker", "2")))
+    assert found[fetches] == 1
+    assert ("phizer_origin_fetch_duration_seconds_count", (("worker", "front"),)) not in found
+    # each family declared once, whatever the number of processes
+    assert text.count("# TYPE phizer_requests_total counter") == 1
+    assert text.count("# TYPE phizer_origin_fetch_duration_seconds histogram") == 1
 
 
-def test_merge_keeps_families_only_some_processes_have() -> None:
+def test_a_clashing_worker_is_refused_and_changes_nothing() -> None:
     merged = Merged()
-    merged.add("front", _process(1, 1))
-    extra = Registry()
-    extra.histogram("fetch_seconds", "F.").observe(0.2)
-    merged.add("1", extra.families())
-    names = [family.name for family in merged.families()]
-    assert names == ["r_total", "cache_bytes", "h_seconds", "fetch_seconds"]
-
-
-def test_a_clashing_process_is_refused_and_changes_nothing() -> None:
-    merged = Merged()
-    merged.add("front", _process(1, 1))
-    before = render(merged.families())
-    clash = Registry()
-    clash.counter("new_total", "N.").inc()
-    clash.gauge("r_total", "Now a gauge.", ("code",)).set(1, "200")
+    merged.add("front", ProcessMetrics({}).families())
+    before = merged.exposition()
+    clash = "# TYPE phizer_new gauge\nphizer_new 1\n# TYPE phizer_requests_total gauge\n"
+    clash += 'phizer_requests_total{code="200"} 1\n'
     with pytest.raises(ValueError):
-        merged.add("1", clash.families())
-    assert render(merged.families()) == before
+        merged.add("1", read_exposition(clash))
+    assert merged.exposition() == before
 
 
-def test_a_family_with_its_own_worker_label_is_refused() -> None:
-    registry = Registry()
-    registry.gauge("up", "U.", ("worker",)).set(1, "1")
+@pytest.mark.parametrize("name", FRONT_VIEW)
+def test_a_worker_may_not_speak_for_the_front(name: str) -> None:
+    kind = "counter" if name.endswith("_total") else "gauge"
+    text = f'# TYPE {name} {kind}\n{name}{{version="x"}} 1\n'
     with pytest.raises(ValueError):
-        Merged().add("front", registry.families())
+        Merged().add("1", read_exposition(text))
 
 
-def test_merging_does_not_alias_the_source() -> None:
-    registry = _sample_registry()
+def test_a_family_twice_in_one_answer_is_refused() -> None:
+    text = "# TYPE x gauge\nx 1\n# TYPE y gauge\ny 1\n# TYPE x gauge\nx 2\n"
+    with pytest.raises(ValueError):
+        Merged().add("1", read_exposition(text))
+
+
+def test_front_view() -> None:
     merged = Merged()
-    merged.add("front", registry.families())
-    registry.families()[2].series[()].counts[0] += 10  # type: ignore[union-attr]
-    found = samples(render(merged.families()))
-    assert found[("h_seconds_bucket", (("le", "0.5"), ("worker", "front")))] == 1
+    merged.add("front", ProcessMetrics({}).families())
+    merged.add_front_view(front_view({"1": True, "2": False, "3": True}, [4, 0, 2, 1]))
+    text = merged.exposition().decode("utf-8")
+    check_exposition(text)
+    found = samples(text)
+    up = {w: found[("phizer_worker_up", (("worker", w),))] for w in "123"}
+    assert up == {"1": 1, "2": 0, "3": 1}
+    restarts = {
+        w: found[("phizer_restarts_total", (("worker", w),))] for w in ("front", "1", "2", "3")
+    }
+    assert restarts == {"front": 4, "1": 0, "2": 2, "3": 1}
+    (build,) = [labels for name, labels in found if name == "phizer_build_info"]
+    assert dict(build)["version"] == __version__
+    assert types(text)["phizer_restarts"] == "counter"

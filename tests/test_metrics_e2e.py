@@ -24,7 +24,6 @@ NUM_WORKERS = 2
 RESTART_SECONDS = 10.0
 
 
-
 @pytest.fixture
 def phizer(tmp_path: Path) -> Iterator[PhizerProcess]:
     with serving_origin(tmp_path / "origin") as origin:
@@ -76,7 +75,7 @@ def test_metrics_cover_every_process_and_count_restarts(phizer: PhizerProcess) -
     assert delta("phizer_cache_misses_total", **resized) == NUM_WORKERS
     for number in range(1, NUM_WORKERS + 1):
         worker = str(number)
-        # one image request each (the second was a front hit), plus one /_stats
+        # one image request each (the second was a front hit), plus the first scrape
         assert delta("phizer_requests_total", worker=worker, code="200") == 2
         assert delta("phizer_cache_misses_total", worker=worker, cache="originals") == 1
         assert delta("phizer_origin_fetch_duration_seconds_count", worker=worker) == 1

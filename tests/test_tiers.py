@@ -43,8 +43,7 @@ from phizer.tiers.keys import TierKeys
 from phizer.tiers.memcached import MemcachedTier
 from phizer.tiers.records import pack_result, unpack_result
 from phizer.tiers.redis import RedisTier
-from phizer.web.admin import ProcessMetrics
-from phizer.web.metrics import render
+from phizer.web.metrics import ProcessMetrics
 from tests.metrics_support import samples
 from tests.services import (
     ServiceProcess,
@@ -376,7 +375,7 @@ def test_too_large_for_the_disk_is_not_kept(tmp_path: Path) -> None:
 
     asyncio.run(run())
     assert [p.name for p in files_in(tmp_path)] == [key_in_bucket("e", 2)]
-    found = samples(render(metrics.registry.families()))
+    found = samples(metrics.exposition().decode())
     assert found[("phizer_tier_writes_dropped_total", (("reason", "too_large"), ("tier", "disk")))]
 
 
@@ -495,7 +494,7 @@ def guarded() -> Iterator[tuple[Guard, FakeTier, Clock, ProcessMetrics]]:
 
 
 def tier_sample(metrics: ProcessMetrics, name: str, **labels: str) -> float:
-    found = samples(render(metrics.registry.families()))
+    found = samples(metrics.exposition().decode())
     return found.get((name, tuple(sorted({"tier": "fake", **labels}.items()))), 0.0)
 
 
@@ -825,7 +824,7 @@ def test_memcached_values_over_its_item_limit_are_not_sent(
         await guard.close(5.0)
 
     asyncio.run(run())
-    found = samples(render(metrics.registry.families()))
+    found = samples(metrics.exposition().decode())
     too_large = (("reason", "too_large"), ("tier", "shared"))
     assert found[("phizer_tier_writes_total", (("tier", "shared"),))] == 1
     assert found[("phizer_tier_writes_dropped_total", too_large)] == 1

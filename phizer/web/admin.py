@@ -1,10 +1,14 @@
-"""Operations endpoints: the front's ``/_health`` and ``/_metrics``, the workers' ``/_stats``.
+"""Operations endpoints: the front's ``/_health`` and ``/_metrics``, what workers tell it.
 
-Each process counts into its own ``ProcessMetrics``; a worker hands its
-snapshot to the front as JSON on ``/_stats`` (workers listen on loopback
-only). The front asks every worker at once with a short timeout, so one
-hung worker costs a scrape at most ``PROBE_TIMEOUT`` seconds and the
-others are still reported.
+A worker answers the front on loopback only: ``/_stats`` (JSON: pid,
+uptime, in-flight) for health, ``/_metrics`` (its registry in the text
+format) for metrics. The front asks every worker at once with a short
+timeout, so one hung worker costs a scrape at most ``PROBE_TIMEOUT``
+seconds and the others are still reported.
+
+Handlers get what they need through ``initialize``: a worker its
+``ProcessMetrics``, the front a ``FrontAdmin`` it builds; this module
+knows nothing of the front's or the workers' state.
 """
 
 from __future__ import annotations
@@ -12,27 +16,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
+from prometheus_client.core import Metric
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from phizer import __version__
 from phizer.errors import Forbidden
-from phizer.tiers.stats import TierMetrics
 from phizer.transport import TransportFailure, fetch
+from phizer.web.fanin import FRONT, Merged, front_view, read_exposition
 from phizer.web.handler import BaseHandler, HandlerContext
-from phizer.web.metrics import CONTENT_TYPE, FamilyData, Merged, Registry, render
-from phizer.web.metrics import families_from_snapshot as read_families
-
-if TYPE_CHECKING:
-    from phizer.cache.lru import ByteLRU
-    from phizer.web.front import FrontState
+from phizer.web.metrics import CONTENT_TYPE, ProcessMetrics
 
 STATS_PATH = "/_stats"
 HEALTH_PATH = "/_health"
@@ -40,95 +38,36 @@ METRICS_PATH = "/_metrics"
 # Short, so a hung worker delays an answer by this much and no more.
 PROBE_CONNECT_TIMEOUT = 1.0
 PROBE_TIMEOUT = 1.5
-FRONT = "front"
 LOOPBACK = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
 
 Networks = Sequence[IPv4Network | IPv6Network]
+Routes = list[tuple[str, type, dict[str, Any]]]
+T = TypeVar("T")
 
 
-# --- what each process counts ----------------------------------------------------
+class RestartCounts(Protocol):
+    def counts(self, children: int) -> list[int]:
+        """Restarts of the front and of the first ``children - 1`` workers."""
+        ...
 
 
-class ProcessMetrics:
-    """The metrics of one process (front or worker) and the caches it owns."""
+@dataclass(frozen=True)
+class FrontAdmin:
+    """What the front's admin endpoints need, built by the front."""
 
-    def __init__(self, caches: dict[str, ByteLRU[Any]]) -> None:
-        self.registry = registry = Registry()
-        self.started = time.monotonic()
-        self._caches = dict(caches)
-        self.requests = registry.counter(
-            "phizer_requests_total", "Requests answered, by HTTP status.", ("code",)
-        )
-        self.request_seconds = registry.histogram(
-            "phizer_request_duration_seconds", "Time from reading a request to answering it."
-        )
-        self.in_flight = registry.gauge("phizer_in_flight_requests", "Requests being served.")
-        self.uptime = registry.gauge("phizer_uptime_seconds", "Seconds since the process started.")
-        labels = ("cache",)
-        self._hits = registry.counter("phizer_cache_hits_total", "Cache lookups found.", labels)
-        self._misses = registry.counter(
-            "phizer_cache_misses_total", "Cache lookups not found.", labels
-        )
-        self._evictions = registry.counter(
-            "phizer_cache_evictions_total", "Entries evicted to make room.", labels
-        )
-        self._bytes = registry.gauge("phizer_cache_bytes", "Bytes held by the cache.", labels)
-        self._capacity = registry.gauge(
-            "phizer_cache_capacity_bytes", "Bytes the cache may hold.", labels
-        )
-        self._entries = registry.gauge("phizer_cache_entries", "Entries in the cache.", labels)
-        # The disk and shared tiers this process asks (phizer.tiers).
-        self.tiers = TierMetrics(registry)
-        registry.add_collector(self._collect)
-
-    def request_finished(self, status: int, seconds: float) -> None:
-        self.requests.inc(str(status))
-        self.request_seconds.observe(seconds)
-
-    def uptime_seconds(self) -> float:
-        return time.monotonic() - self.started
-
-    def _collect(self) -> None:
-        for name, cache in self._caches.items():
-            self._hits.set_total(cache.stats.hits, name)
-            self._misses.set_total(cache.stats.misses, name)
-            self._evictions.set_total(cache.stats.evictions, name)
-            self._bytes.set(cache.size, name)
-            self._capacity.set(cache.capacity, name)
-            self._entries.set(len(cache), name)
-        self.uptime.set(round(self.uptime_seconds(), 3))
-
-    def families(self, in_flight: int) -> list[FamilyData]:
-        self.in_flight.set(in_flight)
-        return self.registry.families()
-
-    def snapshot(self, in_flight: int) -> dict[str, Any]:
-        self.in_flight.set(in_flight)
-        return self.registry.snapshot()
-
-
-class WorkerMetrics(ProcessMetrics):
-    def __init__(self, caches: dict[str, ByteLRU[Any]]) -> None:
-        super().__init__(caches)
-        self.fetch_seconds = self.registry.histogram(
-            "phizer_origin_fetch_duration_seconds",
-            "Time to fetch an original from the origins, failures included.",
-        )
-        self.resize_seconds = self.registry.histogram(
-            "phizer_resize_duration_seconds", "Time to decode, resize and encode one image."
-        )
+    worker_urls: Sequence[str]  # base URLs, worker 1 first
+    client: AsyncHTTPClient
+    restarts: RestartCounts
+    metrics: ProcessMetrics  # the front's own, its in-flight count and uptime
+    admin_allow: Networks
 
 
 # --- who may ask -------------------------------------------------------------------
 
 
 def peer_address(handler: BaseHandler) -> str:
-    """The TCP peer: with ``xheaders`` Tornado rewrites ``remote_ip`` from
-    X-Forwarded-For, which a client chooses, so the socket address wins."""
-    context = getattr(handler.request.connection, "context", None)
-    address = getattr(context, "address", None)
-    if getattr(context, "address_family", None) in (socket.AF_INET, socket.AF_INET6) and address:
-        return str(address[0])
+    """The TCP peer. phizer's servers never read X-Forwarded-For into
+    ``remote_ip`` (no ``xheaders``): a client chooses those headers."""
     return handler.request.remote_ip or ""
 
 
@@ -153,75 +92,106 @@ class AdminHandler(BaseHandler):
         if not is_allowed(peer_address(self), networks):
             raise Forbidden()
 
-    def in_flight(self) -> int:
-        return self.context.in_flight.count
-
     def write_json(self, data: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(data, separators=(",", ":")) + "\n")
 
+    def write_metrics(self, exposition: bytes) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(exposition)
+
+
+def process_info(metrics: ProcessMetrics) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "uptime_seconds": round(metrics.uptime_seconds(), 3),
+        "in_flight": metrics.in_flight(),
+    }
+
 
 # --- the worker's side -------------------------------------------------------------
 
 
-class StatsHandler(AdminHandler):
-    """The worker's snapshot, for the front only."""
-
+class WorkerAdminHandler(AdminHandler):
     def initialize(self, metrics: ProcessMetrics, context: HandlerContext) -> None:  # type: ignore[override]
         super().initialize(context)
         self.metrics = metrics
 
     async def serve(self) -> None:
         self.require_peer(LOOPBACK)
-        in_flight = self.in_flight()
-        self.write_json(
-            {
-                "pid": os.getpid(),
-                "uptime_seconds": round(self.metrics.uptime_seconds(), 3),
-                "in_flight": in_flight,
-                "metrics": self.metrics.snapshot(in_flight),
-            }
-        )
+        self.answer()
+
+    def answer(self) -> None:
+        raise NotImplementedError
 
 
-def worker_routes(
-    metrics: ProcessMetrics, context: HandlerContext
-) -> list[tuple[str, type, dict[str, Any]]]:
+class StatsHandler(WorkerAdminHandler):
+    """The worker's pid, uptime and in-flight count, for the front's ``/_health``."""
+
+    def answer(self) -> None:
+        self.write_json(process_info(self.metrics))
+
+
+class WorkerMetricsHandler(WorkerAdminHandler):
+    """The worker's registry, for the front's ``/_metrics``."""
+
+    def answer(self) -> None:
+        self.write_metrics(self.metrics.exposition())
+
+
+def worker_routes(metrics: ProcessMetrics, context: HandlerContext) -> Routes:
     """Routes to put before the worker's catch-all."""
-    return [(STATS_PATH, StatsHandler, {"metrics": metrics, "context": context})]
+    given = {"metrics": metrics, "context": context}
+    return [(STATS_PATH, StatsHandler, given), (METRICS_PATH, WorkerMetricsHandler, given)]
 
 
 # --- the front's side --------------------------------------------------------------
 
 
 @dataclass
-class Probe:
-    """One worker's answer to ``/_stats``; ``families`` is None when it did not answer."""
+class Probe(Generic[T]):
+    """One worker's answer; ``answer`` is None when it did not give a usable one."""
 
     worker: str
     latency_ms: float
-    families: list[FamilyData] | None = None
-    info: dict[str, Any] | None = None
+    answer: T | None = None
     error: str | None = None
 
     @property
     def up(self) -> bool:
-        return self.families is not None
+        return self.answer is not None
+
+
+def read_stats(body: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(body)
+        return {key: answer[key] for key in ("pid", "uptime_seconds", "in_flight")}
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"malformed stats: {err!r}") from None
+
+
+def read_metrics(body: bytes) -> list[Metric]:
+    return read_exposition(body.decode("utf-8"))
 
 
 async def probe_worker(
-    client: AsyncHTTPClient, worker: str, base_url: str, timeout: float
-) -> Probe:
+    client: AsyncHTTPClient,
+    worker: str,
+    url: str,
+    timeout: float,
+    read: Callable[[bytes], T],
+) -> Probe[T]:
+    """Ask one worker; ``read`` turns its answer into ``T`` or raises ``ValueError``."""
     request = HTTPRequest(
-        base_url + STATS_PATH,
+        url,
         connect_timeout=min(PROBE_CONNECT_TIMEOUT, timeout),
         request_timeout=timeout,
         follow_redirects=False,
     )
     started = time.perf_counter()
 
-    def probe(**fields: Any) -> Probe:
+    def probe(**fields: Any) -> Probe[T]:
         return Probe(worker, round(1000 * (time.perf_counter() - started), 1), **fields)
 
     try:
@@ -231,19 +201,19 @@ async def probe_worker(
     if response.code != 200:
         return probe(error=f"answered {response.code}")
     try:
-        answer = json.loads(response.body)
-        families = read_families(answer["metrics"])
-        info = {key: answer[key] for key in ("pid", "uptime_seconds", "in_flight")}
-    except (ValueError, KeyError, TypeError):
+        answer = read(response.body)
+    except ValueError:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
         return probe(error="malformed answer")
-    return probe(families=families, info=info)
+    return probe(answer=answer)
 
 
-async def probe_workers(state: FrontState, timeout: float) -> list[Probe]:
+async def probe_workers(
+    admin: FrontAdmin, path: str, timeout: float, read: Callable[[bytes], T]
+) -> list[Probe[T]]:
     return await asyncio.gather(
         *(
-            probe_worker(state.client, str(number), base_url, timeout)
-            for number, base_url in enumerate(state.worker_urls, 1)
+            probe_worker(admin.client, str(number), base_url + path, timeout, read)
+            for number, base_url in enumerate(admin.worker_urls, 1)
         )
     )
 
@@ -251,22 +221,23 @@ async def probe_workers(state: FrontState, timeout: float) -> list[Probe]:
 class FrontAdminHandler(AdminHandler):
     probe_timeout = PROBE_TIMEOUT
 
-    def initialize(self, state: FrontState, context: HandlerContext) -> None:  # type: ignore[override]
+    def initialize(self, admin: FrontAdmin, context: HandlerContext) -> None:  # type: ignore[override]
         super().initialize(context)
-        self.state = state
+        self.admin = admin
 
     async def serve(self) -> None:
-        self.require_peer(self.state.config.settings.admin_allow)
-        await self.answer(await probe_workers(self.state, self.probe_timeout))
+        self.require_peer(self.admin.admin_allow)
+        await self.answer()
 
-    async def answer(self, probes: list[Probe]) -> None:
+    async def answer(self) -> None:
         raise NotImplementedError
 
 
 class HealthHandler(FrontAdminHandler):
     """200 "ok" when every worker answers, 200 "degraded" when some do, 503 when none do."""
 
-    async def answer(self, probes: list[Probe]) -> None:
+    async def answer(self) -> None:
+        probes = await probe_workers(self.admin, STATS_PATH, self.probe_timeout, read_stats)
         up = sum(probe.up for probe in probes)
         if up == len(probes):
             status, code = "ok", 200
@@ -274,80 +245,52 @@ class HealthHandler(FrontAdminHandler):
             status, code = "degraded", 200
         else:
             status, code = "down", 503
-        front = {
-            "pid": os.getpid(),
-            "uptime_seconds": round(self.state.metrics.uptime_seconds(), 3),
-            "in_flight": self.in_flight(),
-        }
         self.write_json(
             {
                 "status": status,
                 "version": __version__,
                 "workers_up": up,
                 "workers_total": len(probes),
-                "front": front,
+                "front": process_info(self.admin.metrics),
                 "workers": [_worker_health(probe) for probe in probes],
             },
             code,
         )
 
 
-def _worker_health(probe: Probe) -> dict[str, Any]:
+def _worker_health(probe: Probe[dict[str, Any]]) -> dict[str, Any]:
     health: dict[str, Any] = {
         "worker": probe.worker,
         "status": "up" if probe.up else "down",
         "latency_ms": probe.latency_ms,
     }
-    if probe.info is not None:
-        health.update(probe.info)
+    if probe.answer is not None:
+        health.update(probe.answer)
     if probe.error is not None:
         health["error"] = probe.error
     return health
 
 
 class MetricsHandler(FrontAdminHandler):
-    """Every process's metrics in one Prometheus exposition."""
+    """Every process's metrics in one exposition, each series labelled with its process."""
 
-    async def answer(self, probes: list[Probe]) -> None:
+    async def answer(self) -> None:
+        probes = await probe_workers(self.admin, METRICS_PATH, self.probe_timeout, read_metrics)
         merged = Merged()
-        merged.add(FRONT, self.state.metrics.families(self.in_flight()))
+        merged.add(FRONT, self.admin.metrics.families())
         up: dict[str, bool] = {}
         for probe in probes:
-            up[probe.worker] = probe.up
-            if probe.families is not None:
+            up[probe.worker] = probe.answer is not None
+            if probe.answer is not None:
                 try:
-                    merged.add(probe.worker, probe.families)
+                    merged.add(probe.worker, probe.answer)
                 except ValueError:
                     up[probe.worker] = False  # e.g. a worker of another version
-        self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(render([*merged.families(), *self._front_view(up)]))
-
-    def _front_view(self, up: dict[str, bool]) -> list[FamilyData]:
-        """What only the front knows: which workers answered, restarts, the build."""
-        registry = Registry()
-        worker_up = registry.gauge(
-            "phizer_worker_up", "1 when the worker answered this scrape.", ("worker",)
-        )
-        for worker, answered in up.items():
-            worker_up.set(1 if answered else 0, worker)
-        restarts = registry.counter(
-            "phizer_restarts_total", "Restarts of each child by the supervisor.", ("worker",)
-        )
-        children = [FRONT, *up]
-        for child, count in zip(children, self.state.restarts.counts(len(children)), strict=True):
-            restarts.set_total(count, child)
-        info = registry.gauge(
-            "phizer_build_info", "The running version; always 1.", ("version", "python")
-        )
-        info.set(1, __version__, ".".join(map(str, sys.version_info[:3])))
-        return registry.families()
+        merged.add_front_view(front_view(up, self.admin.restarts.counts(len(up) + 1)))
+        self.write_metrics(merged.exposition())
 
 
-def front_routes(
-    state: FrontState, context: HandlerContext
-) -> list[tuple[str, type, dict[str, Any]]]:
+def front_routes(admin: FrontAdmin, context: HandlerContext) -> Routes:
     """Routes to put before the front's catch-all (which answers 404 for other ``/_`` paths)."""
-    return [
-        (HEALTH_PATH, HealthHandler, {"state": state, "context": context}),
-        (METRICS_PATH, MetricsHandler, {"state": state, "context": context}),
-    ]
+    given = {"admin": admin, "context": context}
+    return [(HEALTH_PATH, HealthHandler, given), (METRICS_PATH, MetricsHandler, given)]

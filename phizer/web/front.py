@@ -28,9 +28,10 @@ from phizer.tiers.disk import RESULTS
 from phizer.tiers.keys import TierKeys
 from phizer.tiers.records import pack_result, unpack_result
 from phizer.transport import TransportFailure, fetch
-from phizer.web.admin import ProcessMetrics, front_routes
+from phizer.web.admin import FrontAdmin, front_routes
 from phizer.web.handler import BaseHandler, HandlerContext, log_request
 from phizer.web.inflight import InFlight
+from phizer.web.metrics import ProcessMetrics
 from phizer.web.negotiate import offers_for, variant_key
 from phizer.web.protocol import (
     FETCH_MS_HEADER,
@@ -94,6 +95,7 @@ class FrontState:
             0 if settings.disable_cache else settings.resized_cache_size
         )
         self.metrics = ProcessMetrics({"resized": memory})
+        self.metrics.watch_in_flight(self.in_flight)
         self.results = ReadThrough(
             memory, open_tiers(config, RESULTS, self.metrics.tiers), Codec(_pack, _unpack)
         )
@@ -211,9 +213,12 @@ def make_front_app(
         urls = worker_urls(config.settings.bind_port, config.settings.num_workers)
         state = FrontState(config, urls, client, restarts)
     context = HandlerContext(state.in_flight, state.metrics, config.settings.trusted_proxies)
+    admin = FrontAdmin(
+        state.worker_urls, state.client, state.restarts, state.metrics, config.settings.admin_allow
+    )
     return Application(
         [
-            *front_routes(state, context),
+            *front_routes(admin, context),
             (r"/.*", FrontHandler, {"state": state, "context": context}),
         ],
         log_function=log_request,

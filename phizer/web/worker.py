@@ -38,9 +38,10 @@ from phizer.origins.sources import OriginSet, build_origins
 from phizer.tiers.chain import open_tiers
 from phizer.tiers.disk import ORIGINALS
 from phizer.tiers.keys import TierKeys
-from phizer.web.admin import WorkerMetrics, worker_routes
+from phizer.web.admin import worker_routes
 from phizer.web.handler import BaseHandler, HandlerContext, log_worker_request
 from phizer.web.inflight import InFlight
+from phizer.web.metrics import WorkerMetrics
 from phizer.web.protocol import (
     CACHE_HEADER,
     FETCH_MS_HEADER,
@@ -82,6 +83,7 @@ class WorkerState:
             0 if settings.disable_cache else settings.decoded_cache_size
         )
         self.metrics = WorkerMetrics({"originals": memory, "decoded": self.decoded})
+        self.metrics.watch_in_flight(self.in_flight)
         self.originals = ReadThrough(
             memory,
             open_tiers(config, ORIGINALS, self.metrics.tiers),

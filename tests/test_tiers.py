@@ -41,7 +41,15 @@ from phizer.tiers.disk import (
 from phizer.tiers.guard import Guard
 from phizer.tiers.keys import TierKeys
 from phizer.tiers.memcached import MemcachedTier
-from phizer.tiers.records import pack_result, unpack_result
+from phizer.tiers.records import (
+    Envelope,
+    ResultRecord,
+    pack_result,
+    purged_at,
+    unpack_result,
+    unwrap,
+    wrap,
+)
 from phizer.tiers.redis import RedisTier
 from phizer.web.metrics import ProcessMetrics
 from tests.metrics_support import samples
@@ -464,6 +472,10 @@ class FakeTier:
             raise ConnectionError("refused")
         return self.store.get(key)
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        first = await self.get(keys[0])
+        return [first, *(self.store.get(key) for key in keys[1:])]
+
     async def put(self, key: str, value: bytes) -> None:
         self.calls += 1
         if self.gate is not None:
@@ -710,6 +722,13 @@ def test_calls_queued_while_held_are_not_tried() -> None:
     assert tried == []
 
 
+def read_result(envelope: Envelope) -> ResultRecord | None:
+    return unpack_result(envelope.payload)
+
+
+GROUP = key_in_bucket("7", 9)
+
+
 def test_chain_asks_in_order_and_copies_to_earlier_tiers(tmp_path: Path) -> None:
     metrics = ProcessMetrics({})
     disk = DiskTier(str(tmp_path), RESULTS, 1 << 24)
@@ -718,28 +737,57 @@ def test_chain_asks_in_order_and_copies_to_earlier_tiers(tmp_path: Path) -> None
         [Guard(disk, metrics.tiers, backstop=5.0), Guard(shared, metrics.tiers, backstop=5.0)]
     )
     key = key_in_bucket("9", 1)
-    shared.store[key] = pack_result("image/png", b"png")
+    stored = wrap(pack_result("image/png", b"png"), time.time())
+    shared.store[key] = stored
     shared.store[key_in_bucket("9", 2)] = b"garbage"
 
     async def run() -> None:
-        found = await chain.get(key, unpack_result)
+        found = await chain.get(key, read_result, GROUP)
         assert found is not None and found.tier == "fake"
         assert found.value.data == b"png"
         await chain.close(5.0)  # lets the copy to the disk finish
-        assert await chain.get(key_in_bucket("9", 2), unpack_result) is None
+        assert await chain.get(key_in_bucket("9", 2), read_result, GROUP) is None
 
     asyncio.run(run())
-    assert disk.read(key) == pack_result("image/png", b"png")
+    assert disk.read(key) == stored
     shared.store.clear()
     restarted = DiskTier(str(tmp_path), RESULTS, 1 << 24)
     chain = TierChain([Guard(restarted, metrics.tiers, backstop=5.0)])
 
     async def again() -> None:
-        found = await chain.get(key, unpack_result)
+        found = await chain.get(key, read_result, GROUP)
         assert found is not None and found.tier == "disk"
         await chain.close(1.0)
 
     asyncio.run(again())
+
+
+def test_chain_skips_what_a_purge_or_an_expiry_made_stale(tmp_path: Path) -> None:
+    clock = Clock()
+    shared = FakeTier()
+    chain = TierChain([Guard(shared, ProcessMetrics({}).tiers, backstop=5.0)], clock=clock)
+    before, after, expiring = (key_in_bucket("a", n) for n in range(3))
+
+    async def run() -> None:
+        chain.put_later(before, pack_result("image/png", b"old"))
+        chain.put_later(expiring, pack_result("image/png", b"brief"), expires=clock.now + 10)
+        clock.now += 1
+        await chain.purge(GROUP)
+        clock.now += 1
+        chain.put_later(after, pack_result("image/png", b"new"))
+        while any(guard.pending for guard in chain.guards):
+            await asyncio.sleep(0)  # the background writes finish
+        assert await chain.get(before, read_result, GROUP) is None  # written before the purge
+        found = await chain.get(after, read_result, GROUP)
+        assert found is not None and found.value.data == b"new"
+        other = key_in_bucket("b", 1)  # another photo's purge leaves it alone
+        assert await chain.get(expiring, read_result, other) is not None
+        clock.now += 10
+        assert await chain.get(expiring, read_result, other) is None  # past its expiry
+        await chain.close(1.0)
+
+    asyncio.run(run())
+    assert unwrap(b"PZT1 short") is None and purged_at(b"garbage") == 0.0
 
 
 def test_disable_cache_turns_the_tiers_off(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -40,6 +41,8 @@ class ByteLRU(Generic[V]):
         # What each entry cost when stored: a value may grow while cached
         # (a decoded original gains levels); putting it again recounts it.
         self._costs: dict[str, int] = {}
+        # Told of every key that leaves (evicted, replaced or discarded).
+        self.on_drop: Callable[[str], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -47,6 +50,10 @@ class ByteLRU(Generic[V]):
     def __contains__(self, key: str) -> bool:
         """Whether ``key`` is held; unlike ``get``, neither counted nor refreshed."""
         return key in self._entries
+
+    def peek(self, key: str) -> V | None:
+        """The value, neither counted nor refreshed."""
+        return self._entries.get(key)
 
     def get(self, key: str) -> V | None:
         value = self._entries.get(key)
@@ -67,6 +74,8 @@ class ByteLRU(Generic[V]):
             old_key, _ = self._entries.popitem(last=False)
             self.size -= self._costs.pop(old_key)
             self.stats.evictions += 1
+            if self.on_drop is not None:
+                self.on_drop(old_key)
         self._entries[key] = value
         self._costs[key] = cost
         self.size += cost
@@ -83,6 +92,8 @@ class ByteLRU(Generic[V]):
     def discard(self, key: str) -> None:
         if self._entries.pop(key, None) is not None:
             self.size -= self._costs.pop(key)
+            if self.on_drop is not None:
+                self.on_drop(key)
 
 
 def _cost(key: str, value: Sized) -> int:

@@ -15,9 +15,7 @@ from phizer.process.service import listeners_for
 
 BYTE_SETTINGS = frozenset({"client_cache_size", "resized_cache_size", "max_source_bytes"})
 # Reversed with the first name winning: "auth" rather than its alias "security".
-_FACILITY_NAMES = {
-    number: name for name, number in reversed(SysLogHandler.facility_names.items())
-}
+_FACILITY_NAMES = {number: name for name, number in reversed(SysLogHandler.facility_names.items())}
 _SYSLOG_PRIORITY_NAMES = {
     logging.CRITICAL: "LOG_CRIT",
     logging.ERROR: "LOG_ERR",

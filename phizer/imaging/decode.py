@@ -124,9 +124,7 @@ def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
-def decode(
-    image: ImageFile.ImageFile, wanted: tuple[int, int], orientation: int
-) -> Image.Image:
+def decode(image: ImageFile.ImageFile, wanted: tuple[int, int], orientation: int) -> Image.Image:
     """Decode the first frame upright, in a mode that resizes correctly.
 
     JPEGs are decoded at the smallest DCT scale (1/8, 1/4, 3/8, 1/2 or 1)

@@ -63,6 +63,7 @@ async def _serve(
         urls = worker_urls(settings.bind_port, settings.num_workers)
         state = FrontState(config, urls, client, restarts)
         app = make_front_app(config, state)
+        state.start()
         keep_alive = settings.keep_alive
         # Clients come from outside: a slow one is cut off after client_timeout.
         client_timeout = settings.client_timeout

@@ -44,9 +44,7 @@ def open_listeners(config: Config) -> list[Listener]:
     return listeners
 
 
-def serve(
-    config: Config, listeners: list[Listener], reload_config: Callable[[], Config]
-) -> int:
+def serve(config: Config, listeners: list[Listener], reload_config: Callable[[], Config]) -> int:
     """Run the supervisor until it is told to stop; returns the exit status.
 
     ``reload_config`` is called on SIGHUP; whatever it raises (a broken

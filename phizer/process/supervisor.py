@@ -322,9 +322,7 @@ class Supervisor:
     def _listener_shared(self, listener: Listener) -> bool:
         """Still used by a retiring child: closing it would refuse that child's clients."""
         return any(
-            c.listener is listener and c.pid is not None
-            for g in self.retiring
-            for c in g.children
+            c.listener is listener and c.pid is not None for g in self.retiring for c in g.children
         )
 
     def _schedule_restart(self, child: Child) -> float:

@@ -34,6 +34,10 @@ class Tier(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values of ``keys`` in one call (one round trip)."""
+        ...
+
     async def put(self, key: str, value: bytes) -> None: ...
 
     def hold(self, until: float) -> None:
@@ -106,9 +110,16 @@ class NetworkStore(Offloaded):
     def _set(self, key: str, value: bytes) -> None:
         raise NotImplementedError
 
+    def _get_many(self, keys: list[str]) -> list[Any]:
+        raise NotImplementedError
+
     async def get(self, key: str) -> bytes | None:
         value = await self.call(self._reader.get, key)
         return bytes(value) if value is not None else None
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        values = await self.call(self._get_many, keys)
+        return [bytes(value) if value is not None else None for value in values]
 
     async def put(self, key: str, value: bytes) -> None:
         await self.call(self._set, key, value, write=True)

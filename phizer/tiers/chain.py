@@ -10,6 +10,7 @@ shared store is copied to the disk in the background.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -17,8 +18,10 @@ from typing import Generic, TypeVar
 from phizer.config.addresses import REDIS
 from phizer.config.loader import Config
 from phizer.tiers.base import Tier
+from phizer.tiers.bus import PurgeBus
 from phizer.tiers.disk import DiskTier
 from phizer.tiers.guard import Guard
+from phizer.tiers.records import Envelope, purged_at, tombstone, unwrap, wrap
 from phizer.tiers.stats import TierMetrics
 
 T = TypeVar("T")
@@ -42,8 +45,11 @@ class Found(Generic[T]):
 
 
 class TierChain:
-    def __init__(self, guards: Sequence[Guard] = ()) -> None:
+    def __init__(
+        self, guards: Sequence[Guard] = (), clock: Callable[[], float] = time.time
+    ) -> None:
         self.guards = tuple(guards)
+        self.clock = clock
 
     def __bool__(self) -> bool:
         return bool(self.guards)
@@ -52,14 +58,22 @@ class TierChain:
     def names(self) -> tuple[str, ...]:
         return tuple(guard.name for guard in self.guards)
 
-    async def get(self, key: str, read: Callable[[bytes], T | None]) -> Found[T] | None:
+    async def get(
+        self, key: str, read: Callable[[Envelope], T | None], group: str
+    ) -> Found[T] | None:
         """The first value ``read`` makes something of (a value it returns
-        None for counts as absent); earlier tiers get a copy."""
+        None for counts as absent); earlier tiers get a copy. A value written
+        before its ``group`` was last purged, or past its expiry, is absent."""
         for index, guard in enumerate(self.guards):
-            raw = await guard.get(key)
+            raw, purge = await guard.get_many([key, group])
             if raw is None:
                 continue
-            value = read(raw)
+            envelope = unwrap(raw)
+            if envelope is None or envelope.written <= purged_at(purge):
+                continue
+            if envelope.expires and envelope.expires <= self.clock():
+                continue
+            value = read(envelope)
             if value is None:
                 continue
             for earlier in self.guards[:index]:
@@ -67,9 +81,17 @@ class TierChain:
             return Found(value, guard.name)
         return None
 
-    def put_later(self, key: str, value: bytes) -> None:
+    def put_later(self, key: str, payload: bytes, expires: float = 0.0) -> None:
+        value = wrap(payload, self.clock(), expires)
         for guard in self.guards:
             guard.put_later(key, value)
+
+    async def purge(self, group: str) -> None:
+        """Mark every value of ``group`` written until now as stale in every
+        tier; returns once they have it (or failed), so that no host reads
+        an old value after hearing of the purge."""
+        value = tombstone(self.clock())
+        await asyncio.gather(*(guard.put_now(group, value) for guard in self.guards))
 
     async def close(self, timeout: float) -> None:
         await asyncio.gather(*(guard.close(timeout) for guard in self.guards))
@@ -90,6 +112,18 @@ def open_tiers(config: Config, kind: str, metrics: TierMetrics) -> TierChain:
             Guard(shared_tier(config), metrics, backstop=shared_backstop(cache.shared_timeout))
         )
     return TierChain(guards)
+
+
+def purge_bus(config: Config) -> PurgeBus | None:
+    """With a shared Redis, the channel that tells every host of a purge."""
+    address = config.cache.shared
+    if config.settings.disable_cache or address is None or address.kind != REDIS:
+        return None
+    from phizer.tiers.bus import PurgeBus
+    from phizer.tiers.keys import origins_fingerprint
+
+    channel = "phizer:purge:" + origins_fingerprint(config.master, config.slaves)
+    return PurgeBus(address, channel, config.cache.shared_timeout)
 
 
 def shared_tier(config: Config) -> Tier:

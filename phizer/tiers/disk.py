@@ -115,6 +115,9 @@ class DiskTier(Offloaded):
     async def get(self, key: str) -> bytes | None:
         return await self.call(self.read, key)
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return await self.call(self.read_many, keys)
+
     async def put(self, key: str, value: bytes) -> None:
         await self.call(self.write, key, value, write=True)
 
@@ -133,6 +136,9 @@ class DiskTier(Offloaded):
         with contextlib.suppress(FileNotFoundError):
             os.utime(path)  # recency for every process's eviction
         return entry[0]
+
+    def read_many(self, keys: list[str]) -> list[bytes | None]:
+        return [self.read(key) for key in keys]
 
     def write(self, key: str, value: bytes) -> None:
         path = self._path(key)

@@ -76,22 +76,28 @@ class Guard:
     # -- operations
     async def get(self, key: str) -> bytes | None:
         """The value, or None for a miss, a failure or while bypassed."""
+        return (await self.get_many([key]))[0]
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values of ``keys`` in one call (each None for a miss, a failure
+        or while bypassed); the first key's answer counts as a hit or miss."""
+        missing: list[bytes | None] = [None] * len(keys)
         if self.bypassed():
             self.metrics.skipped.inc(self.name)
-            return None
+            return missing
         started = self.clock()
         try:
             async with asyncio.timeout(self.backstop):
-                value = await self.tier.get(key)
+                values = await self.tier.get_many(keys)
         except TierPaused:
             self.metrics.skipped.inc(self.name)
-            return None
+            return missing
         except Exception as error:
             self._failed(GET, error)
-            return None
+            return missing
         self._succeeded(GET, started)
-        (self.metrics.hits if value is not None else self.metrics.misses).inc(self.name)
-        return value
+        (self.metrics.hits if values[0] is not None else self.metrics.misses).inc(self.name)
+        return values
 
     def put_later(self, key: str, value: bytes) -> None:
         """Write in the background; returns at once."""
@@ -108,6 +114,13 @@ class Guard:
         task = asyncio.ensure_future(self._put(key, value))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+    async def put_now(self, key: str, value: bytes) -> None:
+        """Write and wait for it (a failure is counted and logged, not raised)."""
+        if self.bypassed():
+            self.metrics.skipped.inc(self.name)
+            return
+        await self._put(key, value)
 
     async def _put(self, key: str, value: bytes) -> None:
         started = self.clock()

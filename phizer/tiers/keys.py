@@ -24,9 +24,10 @@ from phizer.config.loader import Config, OriginSpec
 from phizer.config.sizes import SizeSpec
 from phizer.imaging.pipeline import OutputOptions
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 RESULT = "r"
 ORIGINAL = "o"
+PURGED = "p"
 _DIGEST_BYTES = 20
 
 
@@ -88,6 +89,10 @@ class TierKeys:
 
     def original(self, path: str) -> str:
         return self._key(ORIGINAL, self._origins, path)
+
+    def group(self, path: str) -> str:
+        """The tombstone of a photo: when it was last purged."""
+        return self._key(PURGED, self._origins, path)
 
     @staticmethod
     def _key(kind: str, *parts: str) -> str:

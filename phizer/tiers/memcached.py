@@ -8,6 +8,7 @@ nor counted as a failure of the store.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from pymemcache.client.base import PooledClient
 from pymemcache.client.retrying import RetryingClient
@@ -39,6 +40,10 @@ class MemcachedTier(NetworkStore):
             expire = int(time.time()) + expire
         if not self._writer.set(key, value, expire=expire):
             raise RuntimeError("memcached did not store the item")
+
+    def _get_many(self, keys: list[str]) -> list[Any]:
+        found = self._reader.get_many(keys)
+        return [found.get(key) for key in keys]
 
     def close(self) -> None:
         super().close()

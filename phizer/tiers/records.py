@@ -6,7 +6,9 @@ back as expected is treated as absent, never served.
 
 from __future__ import annotations
 
+import math
 import re
+import struct
 from dataclasses import dataclass
 
 _MAGIC = b"PZR1 "
@@ -33,3 +35,45 @@ def unpack_result(value: bytes) -> ResultRecord | None:
     if end < 0 or not _CONTENT_TYPE.match(head):
         return None
     return ResultRecord(head.decode("ascii"), value[end + 1 :])
+
+
+# Every value a tier holds is wrapped: when it was written and until when it
+# is fresh (0: until the tier lets it go), so a purge or an expiry is seen
+# on every host that reads it.
+_ENVELOPE = struct.Struct(">4sdd")
+_ENVELOPE_MAGIC = b"PZT1"
+# A purge of one photo: every value of its group written before this is stale.
+_TOMBSTONE = struct.Struct(">4sd")
+_TOMBSTONE_MAGIC = b"PZP1"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    written: float  # Unix time
+    expires: float  # Unix time; 0: no expiry of its own
+    payload: bytes
+
+
+def wrap(payload: bytes, written: float, expires: float = 0.0) -> bytes:
+    return _ENVELOPE.pack(_ENVELOPE_MAGIC, written, expires) + payload
+
+
+def unwrap(value: bytes) -> Envelope | None:
+    if len(value) < _ENVELOPE.size:
+        return None
+    magic, written, expires = _ENVELOPE.unpack_from(value)
+    if magic != _ENVELOPE_MAGIC or not (math.isfinite(written) and math.isfinite(expires)):
+        return None
+    return Envelope(written, expires, value[_ENVELOPE.size :])
+
+
+def tombstone(purged: float) -> bytes:
+    return _TOMBSTONE.pack(_TOMBSTONE_MAGIC, purged)
+
+
+def purged_at(value: bytes | None) -> float:
+    """When the group was last purged (0: never, or an unreadable record)."""
+    if value is None or len(value) != _TOMBSTONE.size:
+        return 0.0
+    magic, purged = _TOMBSTONE.unpack(value)
+    return purged if magic == _TOMBSTONE_MAGIC and math.isfinite(purged) else 0.0

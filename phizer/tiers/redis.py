@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -20,6 +22,9 @@ class RedisTier(NetworkStore):
 
     def _set(self, key: str, value: bytes) -> None:
         self._writer.set(key, value, ex=self._ttl)
+
+    def _get_many(self, keys: list[str]) -> list[Any]:
+        return list(self._reader.mget(keys))
 
     def close(self) -> None:
         super().close()

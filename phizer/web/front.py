@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -19,21 +20,22 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 from tornado.web import Application
 
 from phizer.cache.lru import ByteLRU
-from phizer.cache.readthrough import HIT, MISS, Codec, ReadThrough
+from phizer.cache.readthrough import HIT, MISS, Codec, Names, ReadThrough
 from phizer.config.loader import Config
-from phizer.errors import NotFound, WorkerTimeout, WorkerUnavailable, error_for_status
+from phizer.errors import Forbidden, NotFound, WorkerTimeout, WorkerUnavailable, error_for_status
 from phizer.process.restarts import RestartBoard
-from phizer.tiers.chain import open_tiers
+from phizer.tiers.chain import open_tiers, purge_bus
 from phizer.tiers.disk import RESULTS
 from phizer.tiers.keys import TierKeys
-from phizer.tiers.records import pack_result, unpack_result
+from phizer.tiers.records import Envelope, pack_result, unpack_result
 from phizer.transport import TransportFailure, fetch
-from phizer.web.admin import FrontAdmin, front_routes
+from phizer.web.admin import FrontAdmin, front_routes, is_allowed, peer_address
 from phizer.web.handler import BaseHandler, HandlerContext, log_request
 from phizer.web.inflight import InFlight
 from phizer.web.metrics import ProcessMetrics
 from phizer.web.negotiate import offers_for, variant_key
 from phizer.web.protocol import (
+    EXPIRES_HEADER,
     FETCH_MS_HEADER,
     RESIZE_MS_HEADER,
     parse_ms,
@@ -41,6 +43,7 @@ from phizer.web.protocol import (
     worker_url,
     worker_urls,
 )
+from phizer.web.purge import FrontPurge, purge_route
 from phizer.web.urls import ImageRequest, parse_request_path
 
 log = logging.getLogger("phizer.front")
@@ -58,6 +61,7 @@ class FinishedImage:
     etag: str
     fetch_ms: float | None = None
     resize_ms: float | None = None
+    expires: float = 0.0  # when its original's freshness ends (Unix time); 0: never
 
     @property
     def nbytes(self) -> int:
@@ -68,11 +72,13 @@ def _pack(image: FinishedImage) -> bytes:
     return pack_result(image.content_type, image.data)
 
 
-def _unpack(raw: bytes) -> FinishedImage | None:
-    record = unpack_result(raw)
+def _unpack(envelope: Envelope) -> FinishedImage | None:
+    record = unpack_result(envelope.payload)
     if record is None:
         return None
-    return FinishedImage(record.data, record.content_type, strong_etag(record.data))
+    return FinishedImage(
+        record.data, record.content_type, strong_etag(record.data), expires=envelope.expires
+    )
 
 
 class FrontState:
@@ -103,6 +109,21 @@ class FrontState:
         # Requests waiting on each worker; past max_worker_queue new misses
         # get 503 at once rather than a 504 after waiting worker_timeout.
         self.queued = [0] * len(self.worker_urls)
+        self.bus = purge_bus(config)
+        self.purges = FrontPurge(
+            self._purge_here,
+            self.worker_urls,
+            client,
+            self.bus.publish if self.bus is not None else None,
+        )
+
+    def start(self) -> None:
+        """What runs beside the requests: hearing other hosts' purges."""
+        if self.bus is not None:
+            self.bus.start(self.purges.heard)
+
+    async def _purge_here(self, path: str) -> int:
+        return await self.results.purge(path, lambda: self.keys.group(path))
 
     async def finished(
         self, request: ImageRequest, offers: tuple[str, ...] = ()
@@ -110,11 +131,13 @@ class FrontState:
         """The image and how it was had (see ``ReadThrough.get``); ``offers``:
         the negotiated formats (phizer.web.negotiate), one cache entry each."""
         key = variant_key(request.key, offers)
-        return await self.results.get(
+        names = Names(
             key,
-            lambda: self._from_worker(request, offers),
+            request.path,
             lambda: self.keys.result(request.size, key),
+            lambda: self.keys.group(request.path),
         )
+        return await self.results.get(names, lambda: self._from_worker(request, offers))
 
     async def _from_worker(self, request: ImageRequest, offers: tuple[str, ...]) -> FinishedImage:
         index = worker_index(request.filename, len(self.worker_urls))
@@ -134,10 +157,13 @@ class FrontState:
             strong_etag(response.body),
             parse_ms(response.headers.get(FETCH_MS_HEADER)),
             parse_ms(response.headers.get(RESIZE_MS_HEADER)),
+            parse_ms(response.headers.get(EXPIRES_HEADER)) or 0.0,
         )
 
     async def close(self, timeout: float) -> None:
         """Finish pending write-backs (at most ``timeout`` s), release the tiers."""
+        if self.bus is not None:
+            self.bus.close()
         await self.results.close(timeout)
 
     async def _ask_worker(self, index: int, worker_request: HTTPRequest) -> HTTPResponse:
@@ -162,6 +188,8 @@ class FrontState:
 
 
 class FrontHandler(BaseHandler):
+    SUPPORTED_METHODS = ("GET", "HEAD", "PURGE")
+
     def initialize(self, state: FrontState, context: HandlerContext) -> None:  # type: ignore[override]
         super().initialize(context)
         self.state = state
@@ -186,7 +214,7 @@ class FrontHandler(BaseHandler):
         elif self.cache_result == MISS:
             self.fetch_ms, self.resize_ms = image.fetch_ms, image.resize_ms
         self.set_header("ETag", image.etag)
-        self._set_max_age()
+        self._set_max_age(image.expires)
         if self.check_etag_header():
             self.set_status(304)
             self.finish()
@@ -194,11 +222,27 @@ class FrontHandler(BaseHandler):
         self.set_header("Content-Type", image.content_type)
         self.finish(image.data)
 
-    def _set_max_age(self) -> None:
+    async def purge(self, *_: str) -> None:
+        """``PURGE /<size>/<path>``: the photo, whatever the size named."""
+        if not is_allowed(peer_address(self), self.state.config.settings.admin_allow):
+            raise Forbidden()
+        request = parse_request_path(self.request_path())
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        answer = await self.state.purges.purge(request.path)
+        self.finish(json.dumps(answer, separators=(",", ":")) + "\n")
+
+    def _set_max_age(self, expires: float) -> None:
+        """``max_age``, but never past the original's freshness (``expires``)."""
         max_age = self.state.config.settings.max_age
+        now = time.time()
+        if max_age > 0 and expires:
+            max_age = max(0, min(max_age, int(expires - now)))
         if max_age > 0:
             self.set_header("Cache-Control", f"max-age={max_age}")
-            self.set_header("Expires", email.utils.formatdate(time.time() + max_age, usegmt=True))
+            self.set_header("Expires", email.utils.formatdate(now + max_age, usegmt=True))
+        elif self.state.config.settings.max_age > 0:
+            self.set_header("Cache-Control", "max-age=0")
 
 
 def strong_etag(data: bytes) -> str:
@@ -219,6 +263,7 @@ def make_front_app(
     return Application(
         [
             *front_routes(admin, context),
+            purge_route(state.purges.purge, config.settings.admin_allow, context),
             (r"/.*", FrontHandler, {"state": state, "context": context}),
         ],
         log_function=log_request,

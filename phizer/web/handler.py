@@ -44,7 +44,7 @@ class BaseHandler(RequestHandler):
     """Handlers raise ``PhizerError`` (or Tornado's ``HTTPError``);
     ``write_error`` is the one place that turns them into responses."""
 
-    SUPPORTED_METHODS = ("GET", "HEAD")
+    SUPPORTED_METHODS: tuple[str, ...] = ("GET", "HEAD")
 
     def initialize(self, context: HandlerContext | None = None) -> None:
         self.context = context or HandlerContext()

@@ -14,6 +14,9 @@ from collections.abc import Iterable, Sequence
 
 FETCH_MS_HEADER = "X-Phizer-Fetch-Ms"
 RESIZE_MS_HEADER = "X-Phizer-Resize-Ms"
+# When the original an image was made from stops being fresh (Unix time),
+# sent when original_ttl is set: no finished image outlives its original.
+EXPIRES_HEADER = "X-Phizer-Expires"
 # How the worker got the original (hit, miss, coalesced, decoded): for
 # operators asking a worker directly; the front keeps its own cache result.
 CACHE_HEADER = "X-Phizer-Cache"

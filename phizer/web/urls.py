@@ -66,6 +66,16 @@ def parse_request_path(raw_path: str) -> ImageRequest:
     return ImageRequest(size.lower(), crop, "/".join(segments[1:]))
 
 
+def parse_photo_path(raw_path: str) -> str:
+    """A photo's path alone (``users/42/photo.jpg``, still percent-encoded),
+    checked like the path of an image request."""
+    if len(raw_path) > MAX_PATH_LENGTH:
+        raise UriTooLong()
+    if not raw_path:
+        raise NotFound("expected a photo's path")
+    return "/".join(_decode_segment(segment) for segment in raw_path.split("/"))
+
+
 def _decode_segment(segment: str) -> str:
     if segment == "":
         raise BadRequest("empty path segment")

@@ -9,15 +9,17 @@ decode cannot make (an animation, a tight crop), for this request alone.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application
 
 from phizer.cache.lru import ByteLRU
-from phizer.cache.readthrough import Codec, ReadThrough
+from phizer.cache.readthrough import Codec, Names, ReadThrough
 from phizer.config.loader import Config
 from phizer.config.sizes import SizeSpec
 from phizer.errors import NotFound
@@ -38,6 +40,7 @@ from phizer.origins.sources import OriginSet, build_origins
 from phizer.tiers.chain import open_tiers
 from phizer.tiers.disk import ORIGINALS
 from phizer.tiers.keys import TierKeys
+from phizer.tiers.records import Envelope
 from phizer.web.admin import worker_routes
 from phizer.web.handler import BaseHandler, HandlerContext, log_worker_request
 from phizer.web.inflight import InFlight
@@ -49,6 +52,7 @@ from phizer.web.protocol import (
     RESIZE_MS_HEADER,
     parse_offers,
 )
+from phizer.web.purge import worker_purge_route
 from phizer.web.urls import parse_request_path
 
 # The worker's cache result when the decoded cache made the image.
@@ -57,11 +61,45 @@ DECODED = "decoded"
 
 @dataclass(frozen=True)
 class Original:
+    """An original's bytes, when they were fetched and how to ask whether they changed."""
+
     data: bytes
+    fetched: float = 0.0  # Unix time of the fetch or the last revalidation
+    etag: str | None = None
+    last_modified: str | None = None
+    expires: float = 0.0  # originals are revalidated, never just dropped (see stale)
 
     @property
     def nbytes(self) -> int:
-        return len(self.data)
+        return len(self.data) + len(self.etag or "") + len(self.last_modified or "")
+
+    def stale(self, ttl: float, now: float) -> bool:
+        return ttl > 0 and now - self.fetched >= ttl
+
+
+_ORIGINAL_MAGIC = b"PZO1"
+_MAX_ORIGINAL_HEAD = 2048
+
+
+def pack_original(original: Original) -> bytes:
+    head = {"f": original.fetched, "e": original.etag, "m": original.last_modified}
+    return _ORIGINAL_MAGIC + json.dumps(head).encode() + b"\n" + original.data
+
+
+def unpack_original(payload: bytes) -> Original | None:
+    if not payload.startswith(_ORIGINAL_MAGIC):
+        return None
+    end = payload.find(b"\n", 0, _MAX_ORIGINAL_HEAD)
+    if end < 0:
+        return None
+    try:
+        head = json.loads(payload[len(_ORIGINAL_MAGIC) : end])
+        fetched, etag, modified = float(head["f"]), head["e"], head["m"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not all(value is None or isinstance(value, str) for value in (etag, modified)):
+        return None
+    return Original(payload[end + 1 :], fetched, etag, modified)
 
 
 class WorkerState:
@@ -87,26 +125,40 @@ class WorkerState:
         self.originals = ReadThrough(
             memory,
             open_tiers(config, ORIGINALS, self.metrics.tiers),
-            Codec(lambda original: original.data, self._usable),
+            Codec(pack_original, self._usable),
         )
         self.keys = TierKeys(config)
 
-    def _usable(self, data: bytes) -> Original | None:
+    def _usable(self, envelope: Envelope) -> Original | None:
+        original = unpack_original(envelope.payload)
         # Another host may allow larger originals; this one's limit holds.
-        return Original(data) if 0 < len(data) <= self.config.settings.max_source_bytes else None
+        if original is None or not 0 < len(original.data) <= self.config.settings.max_source_bytes:
+            return None
+        return original
+
+    def names(self, path: str) -> Names:
+        return Names(path, path, lambda: self.keys.original(path), lambda: self.keys.group(path))
 
     async def original(self, path: str) -> tuple[Original, str]:
         """The original's bytes and how they were had (see ``ReadThrough.get``)."""
-        return await self.originals.get(
-            path, lambda: self._from_origins(path), lambda: self.keys.original(path)
-        )
+        return await self.originals.get(self.names(path), lambda: self._from_origins(path))
 
     async def _from_origins(self, path: str) -> Original:
         started = time.perf_counter()
         try:
-            return Original(await self.origins.fetch(path))
+            return Original(await self.origins.fetch(path), time.time())
         finally:
             self.metrics.fetch_seconds.observe(time.perf_counter() - started)
+
+    async def purge_answer(self, path: str) -> dict[str, Any]:
+        return {"path": path, **(await self.purge(path))}
+
+    async def purge(self, path: str) -> dict[str, int]:
+        """Drop ``path``'s original and decode here, and mark its tier entries stale."""
+        decoded = int(path in self.decoded)
+        self.decoded.discard(path)
+        originals = await self.originals.purge(path, lambda: self.keys.group(path))
+        return {"originals": originals, "decoded": decoded}
 
     def from_decoded(
         self, path: str, spec: SizeSpec, crop: Crop | None, offers: tuple[str, ...]
@@ -259,6 +311,7 @@ def make_worker_app(config: Config, state: WorkerState | None = None) -> Applica
     return Application(
         [
             *worker_routes(state.metrics, context),
+            worker_purge_route(state.purge_answer, context),
             (r"/.*", WorkerHandler, {"state": state, "context": context}),
         ],
         log_function=log_worker_request,

@@ -209,7 +209,14 @@ _UNCHECKED = Legacy.UNCHECKED
 class Settings:
     """The ``[properties]`` section (see SPEC section 3 for the 2012 meanings)."""
 
-    bind_host: str = option(TEXT, "localhost", "front interface", legacy=_UNCHECKED)
+    bind_host: str = option(
+        INTERFACE,
+        "",
+        "front interface, e.g. `0.0.0.0` or `::`; the 2012 phizer ignored it, so a loopback "
+        "address in the file is ignored too, with a warning (`-H` is always honoured)",
+        default_text="every interface",
+        legacy=_UNCHECKED,
+    )
     bind_port: int = option(
         INTEGER,
         6776,
@@ -355,6 +362,18 @@ class Settings:
     strip_metadata: bool = option(
         BOOLEAN, True, "leave EXIF, XMP and comments out of the output", shapes_output=True
     )
+    # The pipeline reads the orientation in ``_orientation(image)``: with
+    # ``auto_orient`` false it takes every image as orientation 1 (no
+    # transpose, the stored size is the upright size, crop points and
+    # constraints apply to the stored pixels), as the 2012 phizer did.
+    auto_orient: bool = option(
+        BOOLEAN,
+        True,
+        "turn each image upright by its EXIF orientation before cropping; `false` serves the "
+        "stored pixels and reads crop points against them, as the 2012 phizer did (phone "
+        "photos may come out sideways)",
+        shapes_output=True,
+    )
     animated: bool = option(
         BOOLEAN,
         False,
@@ -410,7 +429,10 @@ class Settings:
         SYSLOG_ADDRESS, "/dev/log", "syslog's Unix socket, or `host:port` for UDP"
     )
     log_format: str = option(
-        choice("text", "json"), "text", "`text`, or `json` for one JSON object per line"
+        choice("text", "json", "legacy"),
+        "text",
+        "`text`; `json` for one JSON object per line; `legacy` for the 2012 phizer's lines "
+        "(`WARNING pid=N 404 GET /path (ip) 1.2ms`)",
     )
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = option(
         NETWORKS,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from types import MappingProxyType
 
 import pytest
 
+from phizer.config.loader import Config, OriginSpec
 from phizer.config.options import (
     BYTES,
     CACHE,
@@ -20,6 +22,8 @@ from phizer.config.options import (
     option,
     output_settings,
 )
+from phizer.config.sizes import parse_size_spec
+from phizer.tiers.keys import TierKeys
 
 MIB = 1024 * 1024
 
@@ -160,3 +164,16 @@ def test_a_byte_option_with_a_range():
     assert declaration.parse("2M") == 2 * MIB
     with pytest.raises(ValueError, match="at most 4 MiB"):
         declaration.parse("5M")
+
+
+def test_auto_orient_shapes_the_output_and_its_tier_keys():
+    declaration = PROPERTIES["auto_orient"]
+    assert declaration.default is True and declaration.shapes_output
+    assert declaration.parse("false") is False
+
+    def key(settings: Settings) -> str:
+        sizes = MappingProxyType({"s": parse_size_spec("s", "100")[0]})
+        config = Config(settings, OriginSpec("master", "a.example.com"), (), sizes)
+        return TierKeys(config).result("s", "/s/a.jpg")
+
+    assert key(Settings(auto_orient=False)) != key(Settings())

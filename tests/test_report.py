@@ -120,3 +120,11 @@ def test_warnings_are_listed(tmp_path):
     report = render(load(tmp_path, "[properties]\nnum_procs = 4\n" + MINIMAL), "x")
     assert section(report, "warnings") == ["ignoring unknown option [properties] num_procs"]
     assert section(render(load(tmp_path, MINIMAL), "x"), "warnings") == ["none"]
+
+
+def test_the_front_on_every_interface(tmp_path):
+    report = render(load(tmp_path, "[properties]\nnum_workers = 1\n" + MINIMAL), "x")
+    assert setting(report, "bind_host") == "every interface"
+    assert section(report, "processes")[:2] == ["front      *:6776", "worker 1   127.0.0.1:6777"]
+    named = render(load(tmp_path, "[properties]\nbind_host = 192.0.2.1\n" + MINIMAL), "x")
+    assert section(named, "processes")[0] == "front      192.0.2.1:6776"

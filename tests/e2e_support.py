@@ -372,6 +372,9 @@ class PhizerProcess:
         args = [*phizer_command(), "-c", str(self.config_path)]
         if self.port_via_flag:
             args += ["-p", str(self.port)]
+        if not {"-H", "--host"} & set(self.extra_args):
+            # The file's loopback bind_host is ignored, as in 2012: stay on loopback.
+            args += ["-H", HOST]
         args += self.extra_args
         self._log_handle = open(self.log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(

@@ -132,7 +132,7 @@ def test_legacy_file_sizes(tmp_path):
 def test_defaults_without_properties(tmp_path):
     settings = load(tmp_path, MINIMAL).settings
     defaults = Settings()
-    assert settings.bind_host == "localhost"
+    assert settings.bind_host == ""  # every interface
     assert settings.bind_port == 6776
     assert settings.canvas_color == (255, 255, 255)
     assert settings.client_cache_size == 25 * MIB
@@ -153,7 +153,7 @@ def test_defaults_without_properties(tmp_path):
 def test_every_property_is_parsed(tmp_path):
     text = """\
     [properties]
-    bind_host = 127.0.0.1
+    bind_host = 192.0.2.10
     bind_port = 8080
     canvas_color = #102030
     client_cache_size = 10MB
@@ -181,7 +181,7 @@ def test_every_property_is_parsed(tmp_path):
     """
     settings = load(tmp_path, text).settings
     assert settings == Settings(
-        bind_host="127.0.0.1",
+        bind_host="192.0.2.10",
         bind_port=8080,
         canvas_color=(16, 32, 48),
         client_cache_size=10 * MIB,
@@ -213,7 +213,7 @@ def test_trailing_comments_everywhere(tmp_path):
     [master]
     host = images.example.com # primary
     port = 8080, # alternate http
-    root = /photos # prefix
+    root = /photos/ # prefix
 
     [sizes]
     s100 = 100x100 square # thumbnails
@@ -236,12 +236,13 @@ def test_empty_value_keeps_the_default(tmp_path):
 
 @pytest.mark.parametrize(
     ("root", "expected"),
-    [("/", "/"), ("", "/"), ("photos", "/photos/"), ("/photos", "/photos/"), ("/a/b/", "/a/b/")],
+    [("/", "/"), ("", "/"), ("photos", "/photos/"), ("photos/", "/photos/"), ("/a/b/", "/a/b/")],
 )
 def test_origin_root_is_normalised(tmp_path, root, expected):
     config = load(tmp_path, f"[master]\nhost = example.com\nroot = {root}\n[sizes]\ns = 10\n")
     assert config.master is not None
     assert config.master.root == expected
+    assert config.warnings == ()
 
 
 def test_origin_defaults_and_scheme(tmp_path):
@@ -365,22 +366,17 @@ def test_unknown_options_and_sections_are_warnings(tmp_path):
     ("section", "option", "value"),
     [
         ("properties", "bind_port", "eighty"),
-        ("properties", "bind_port", "70000"),
-        ("properties", "image_quality", "101"),
+        ("properties", "image_quality", "high"),
         ("properties", "client_cache_size", "25 TB"),
         ("properties", "resized_cache_size", "lots"),
-        ("properties", "canvas_color", "#ggg"),
-        ("properties", "debug", "maybe"),
         ("properties", "log_level", "LOUD"),
-        ("properties", "num_workers", "0"),
-        ("properties", "max_age", "-1"),
-        ("properties", "syslog_facility", "LOG_NOWHERE"),
+        ("properties", "max_age", "-1 day"),
         ("properties", "origin_timeout", "0"),
         ("properties", "decode_memory_reserve", "1M"),
         ("properties", "decode_memory_reserve", "2G"),
+        ("properties", "webp_quality", "101"),
         ("master", "port", "http"),
-        ("sizes", "s100", "100x100 fit"),
-        ("sizes", "p200", "300x200 portrait"),
+        ("sizes", "thumb", "100x100 format=gif"),
     ],
 )
 def test_malformed_value_names_section_option_and_value(tmp_path, section, option, value):
@@ -426,9 +422,12 @@ def test_unparseable_file_is_a_config_error(tmp_path):
         load(tmp_path, "this is not an ini file\n")
 
 
-def test_duplicate_section_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError):
-        load(tmp_path, MINIMAL + "[master]\nhost = other.example.com\n")
+def test_duplicate_section_is_merged_with_a_warning(tmp_path):
+    config = load(tmp_path, MINIMAL + "[master]\nport = 8080\n")
+    assert config.master is not None
+    assert (config.master.host, config.master.port) == ("images.example.com", 8080)
+    (warning,) = config.warnings
+    assert "[master]" in warning and "line 6" in warning and "line 1" in warning
 
 
 def test_non_utf8_file_is_a_config_error(tmp_path):

@@ -491,10 +491,10 @@ def _write_config(path: Path, sections: dict[str, dict[str, str]]) -> Path:
     ("section", "option", "value"),
     [
         ("properties", "bind_port", "abc"),
-        ("properties", "disable_cache", "maybe"),
-        ("properties", "image_quality", "101"),
+        ("properties", "image_quality", "best"),
+        ("properties", "client_cache_size", "lots"),
         ("master", "port", "eighty"),
-        ("sizes", "p1", "300x200 portrait"),
+        ("sizes", "p1", "300x200 format=gif"),
     ],
 )
 def test_malformed_value(tmp_path: Path, section: str, option: str, value: str) -> None:
@@ -524,7 +524,7 @@ def test_busy_port_is_a_one_line_startup_error(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         config = _write_config(tmp_path / "ok.conf", _valid_config(port))
-        result = run_cli(["-c", str(config)])
+        result = run_cli(["-c", str(config), "-H", HOST])
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -124,6 +124,20 @@ def test_size_quality_overrides_the_default_quality():
 ORIENTED = photo(240, 160)
 
 
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_without_auto_orient_the_stored_pixels_and_their_crop_points_are_used(orientation):
+    data = with_orientation(ORIENTED, orientation, "JPEG")
+    stored = decode(data)  # what the file holds, on its side
+    options = OutputOptions(auto_orient=False)
+    result = decode(render(data, spec(120, 120), None, options).data)
+    assert result.size == (80, 120)
+    assert similar(result, stored.resize(result.size, LANCZOS))
+    # crop points refer to the stored pixels: the left half of what is stored
+    left = decode(render(data, spec(120, 120), Crop(0, 0, 500, 1000), options).data)
+    half = stored.crop((0, 0, stored.width // 2, stored.height))
+    assert similar(left, half.resize(left.size, LANCZOS))
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_gives_an_upright_result(orientation):
     data = with_orientation(ORIENTED, orientation, "JPEG")

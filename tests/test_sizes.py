@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phizer.config.sizes import Constraint, SizeSpec, parse_size_spec
+from phizer.config.sizes import Constraint, SizeSpec, SkippedSize, parse_size_spec
 
 
 @pytest.mark.parametrize(
@@ -271,3 +271,28 @@ def test_every_option_on_one_line_in_any_order_and_case():
 def test_an_option_without_a_value_is_an_error(value):
     with pytest.raises(ValueError):
         parse_size_spec("s", value)
+
+
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        ("p", "300x200 portrait"),
+        ("l", "200x300 landscape"),
+        ("f", "100x100 fit"),
+        ("j", "junk"),
+        ("w", "100x100 max extra"),
+        ("a_b", "100x100"),
+        ("z", "0x0"),
+        ("big", "100001x10"),
+    ],
+)
+def test_lines_2012_skipped_are_skipped_sizes(code, value):
+    with pytest.raises(SkippedSize):
+        parse_size_spec(code, value)
+
+
+@pytest.mark.parametrize("value", ["96x96 format=gif", "96x96 quality=0", "96x96 upscale=maybe"])
+def test_bad_options_are_errors_not_skipped_sizes(value):
+    with pytest.raises(ValueError) as caught:
+        parse_size_spec("thumb", value)
+    assert not isinstance(caught.value, SkippedSize)

@@ -256,3 +256,12 @@ def test_parse_syslog_priority(raw, expected):
 def test_parse_syslog_priority_rejects(raw):
     with pytest.raises(ValueError):
         values.parse_syslog_priority(raw)
+
+
+def test_networks_none_is_the_empty_list():
+    # --check-config shows an empty list as "none"; the same word reads back.
+    assert values.parse_networks("none") == ()
+    assert values.parse_networks("NONE ") == ()
+    assert [str(n) for n in values.parse_networks("10.0.0.0/8, ::1")] == ["10.0.0.0/8", "::1/128"]
+    with pytest.raises(ValueError, match="nothing"):
+        values.parse_networks("nothing")

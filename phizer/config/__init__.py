@@ -1,2 +1,1 @@
-"""Configuration: option declarations, value parsers, sizes, the loader and
-the ``--check-config`` report."""
+"""Configuration: option declarations, value parsers, sizes, the loader, the report."""

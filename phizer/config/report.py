@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 from collections.abc import Iterable
-from ipaddress import IPv4Network, IPv6Network
-from logging.handlers import SysLogHandler
 
 from phizer import __version__
 from phizer.config.loader import Config, Settings
+from phizer.config.options import CACHE, PROPERTIES, human_bytes
 from phizer.config.sizes import Constraint, SizeSpec
+from phizer.imaging.qualities import quality_for
 from phizer.process.service import listeners_for
-
-BYTE_SETTINGS = frozenset({"client_cache_size", "resized_cache_size", "max_source_bytes"})
-# Reversed with the first name winning: "auth" rather than its alias "security".
-_FACILITY_NAMES = {number: name for name, number in reversed(SysLogHandler.facility_names.items())}
-_SYSLOG_PRIORITY_NAMES = {
-    logging.CRITICAL: "LOG_CRIT",
-    logging.ERROR: "LOG_ERR",
-    logging.WARNING: "LOG_WARNING",
-    logging.INFO: "LOG_INFO",
-    logging.DEBUG: "LOG_DEBUG",
-}
-_UNITS = (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 
 
 def render(config: Config, path: str) -> str:
@@ -41,44 +27,12 @@ def render(config: Config, path: str) -> str:
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 
 
-def human_bytes(count: int) -> str:
-    """``26214400`` -> ``25 MiB``; inexact values keep the byte count too."""
-    for unit, factor in _UNITS:
-        if count >= factor:
-            if count % factor == 0:
-                return f"{count // factor} {unit}"
-            return f"{count / factor:.1f} {unit} ({count} bytes)"
-    return f"{count} bytes"
-
-
-def format_setting(name: str, value: object) -> str:
-    if name in BYTE_SETTINGS and isinstance(value, int):
-        return human_bytes(value)
-    if name == "canvas_color" and isinstance(value, tuple):
-        return "#" + "".join(f"{channel:02x}" for channel in value)
-    if name in ("log_level", "log_level_worker") and isinstance(value, int):
-        return logging.getLevelName(value)
-    if name == "syslog_facility":
-        if not isinstance(value, int):
-            return "none"
-        return f"LOG_{_FACILITY_NAMES.get(value, str(value)).upper()}"
-    if name == "syslog_priority" and isinstance(value, int):
-        return _SYSLOG_PRIORITY_NAMES.get(value, logging.getLevelName(value))
-    if name == "syslog_address" and isinstance(value, tuple):
-        return f"{value[0]}:{value[1]}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}s"
-    if isinstance(value, tuple) and all(isinstance(v, IPv4Network | IPv6Network) for v in value):
-        return ", ".join(str(network) for network in value) or "none"
-    return str(value)
-
-
 def _properties(settings: Settings) -> list[str]:
-    names = [f.name for f in dataclasses.fields(settings)]
-    width = max(map(len, names))
-    return [f"{name:<{width}} = {format_setting(name, getattr(settings, name))}" for name in names]
+    width = max(map(len, PROPERTIES))
+    return [
+        f"{name:<{width}} = {declaration.show(getattr(settings, name))}"
+        for name, declaration in PROPERTIES.items()
+    ]
 
 
 def _origins(config: Config) -> list[str]:
@@ -105,25 +59,43 @@ def describe_size(spec: SizeSpec, settings: Settings) -> str:
         Constraint.PORTRAIT: f"height {h}, width cropped to at most {w}",
         Constraint.LANDSCAPE: f"width {w}, height cropped to at most {h}",
     }[spec.constraint]
-    quality = spec.quality if spec.quality is not None else settings.image_quality
-    parts = [geometry, f"quality {quality}"]
-    parts.append(f"as {spec.output_format}" if spec.output_format else "in the source's format")
+    output = spec.output_format
+    parts = [geometry, f"as {output}" if output else "in the source's format"]
+    parts.append(_quality(spec, settings))
     if not spec.upscale:
         parts.append("never enlarged")
-    progressive = settings.progressive if spec.progressive is None else spec.progressive
-    parts.append("progressive JPEG" if progressive else "baseline JPEG")
+    if output in (None, "JPEG"):
+        progressive = settings.progressive if spec.progressive is None else spec.progressive
+        mode = "progressive" if progressive else "baseline"
+        parts.append(f"{mode} JPEG" if output else f"JPEGs written {mode}")
     if spec.background is not None:
         red, green, blue = spec.background
         parts.append(f"background #{red:02x}{green:02x}{blue:02x}")
     return ", ".join(parts)
 
 
+def _quality(spec: SizeSpec, settings: Settings) -> str:
+    """The encoder quality as the pipeline picks it: ``quality=`` (on the JPEG
+    scale) first, then the format's own setting, then ``image_quality``."""
+    jpeg_scale = spec.quality if spec.quality is not None else settings.image_quality
+    output = spec.output_format
+    if output is None:
+        return f"quality {jpeg_scale} on the JPEG scale"
+    if output == "PNG":
+        return "lossless"
+    own = {"WEBP": settings.webp_quality, "AVIF": settings.avif_quality}.get(output)
+    if spec.quality is None and own is not None:
+        return f"quality {own}"
+    return f"quality {quality_for(output, jpeg_scale)}"
+
+
 def _processes(config: Config) -> list[str]:
     lines = []
     for index, listener in enumerate(listeners_for(config)):
         role = "front" if index == 0 else f"worker {index}"
-        lines.append(f"{role:<10} {listener.host}:{listener.port}")
-    budget = format_setting("worker_timeout", config.settings.worker_timeout)
+        host = listener.host or "*"
+        lines.append(f"{role:<10} {host}:{listener.port}")
+    budget = PROPERTIES["origin_timeout"].show(config.settings.worker_timeout)
     lines.append(f"front-to-worker timeout {budget}")
     return _indent(lines)
 
@@ -132,15 +104,19 @@ def _caches(settings: Settings) -> list[str]:
     if settings.disable_cache:
         return _indent(["off (disable_cache = true)"])
     workers = settings.num_workers
-    total = settings.resized_cache_size + workers * settings.client_cache_size
-    return _indent(
-        [
-            f"front, finished images: {human_bytes(settings.resized_cache_size)}",
-            f"each worker, originals: {human_bytes(settings.client_cache_size)} "
-            f"({workers} workers: {human_bytes(workers * settings.client_cache_size)})",
-            f"at most {human_bytes(total)} of cached images in all",
-        ]
+    per_worker = (
+        ("originals", settings.client_cache_size),
+        ("decoded originals", settings.decoded_cache_size),
     )
+    lines = [f"front, finished images: {human_bytes(settings.resized_cache_size)}"]
+    for what, size in per_worker:
+        lines.append(
+            f"each worker, {what}: {human_bytes(size)} ({workers} workers: "
+            f"{human_bytes(workers * size)})"
+        )
+    total = settings.resized_cache_size + workers * sum(size for _, size in per_worker)
+    lines.append(f"at most {human_bytes(total)} of cached images in all")
+    return _indent(lines)
 
 
 def _tiers(config: Config) -> list[str]:
@@ -153,7 +129,7 @@ def _tiers(config: Config) -> list[str]:
     if cache.shared is not None:
         lines.append(
             f"shared: {cache.shared.describe()}, entries kept {cache.shared_ttl}s, "
-            f"timeout {format_setting('shared_timeout', cache.shared_timeout)}"
+            f"timeout {CACHE['shared_timeout'].show(cache.shared_timeout)}"
         )
     return _indent(lines or ["none (memory only)"])
 

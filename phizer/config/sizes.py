@@ -14,6 +14,11 @@ _OPTION = re.compile(r"(?P<key>[a-z_]+)\s*=\s*(?P<value>[^\s,]+)", re.I)
 MAX_SIDE = 100_000
 
 
+class SkippedSize(ValueError):
+    """A line the 2012 phizer skipped (its URLs answered 404): phizer skips
+    it too, with a warning, instead of refusing to start."""
+
+
 class Constraint(enum.StrEnum):
     MAX = "max"
     SQUARE = "square"
@@ -48,27 +53,28 @@ class SizeSpec:
 def parse_size_spec(code: str, value: str) -> tuple[SizeSpec, list[str]]:
     """Parse one ``[sizes]`` line; returns the spec and warnings for ignored options.
 
-    Raises ``ValueError`` with a reason when the line cannot be used.
+    Raises ``SkippedSize`` for what the 2012 phizer skipped (a bad code,
+    dimensions or constraint, or junk), ``ValueError`` for a bad option.
     """
     if not SIZE_CODE.match(code):
-        raise ValueError("size codes are 1-32 letters and digits")
+        raise SkippedSize("size codes are 1-32 letters and digits")
     match = _DIMENSIONS.match(value)
     if not match:
-        raise ValueError("expected W x H [max|square|portrait|landscape] [key=value, ...]")
+        raise SkippedSize("expected W x H [max|square|portrait|landscape] [key=value, ...]")
     width = int(match["w"])
     height = int(match["h"]) if match["h"] else width
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
-        raise ValueError(f"width and height must be between 1 and {MAX_SIDE}")
+        raise SkippedSize(f"width and height must be between 1 and {MAX_SIDE}")
     rest = match["rest"]
     options = {m["key"].lower(): m["value"] for m in _OPTION.finditer(rest)}
     words = _OPTION.sub(" ", rest).replace(",", " ").split()
     if len(words) > 1:
-        raise ValueError(f"unexpected {' '.join(words[1:])!r}")
+        raise SkippedSize(f"unexpected {' '.join(words[1:])!r}")
     constraint = _parse_constraint(words[0] if words else "max")
     if constraint is Constraint.PORTRAIT and width > height:
-        raise ValueError("portrait needs W <= H")
+        raise SkippedSize("portrait needs W <= H")
     if constraint is Constraint.LANDSCAPE and width < height:
-        raise ValueError("landscape needs W >= H")
+        raise SkippedSize("landscape needs W >= H")
     if constraint is Constraint.SQUARE:
         width = height = max(width, height)
     quality = None
@@ -94,6 +100,6 @@ def _parse_constraint(word: str) -> Constraint:
     try:
         return Constraint(word.lower())
     except ValueError:
-        raise ValueError(
+        raise SkippedSize(
             f"unknown constraint {word!r} (max, square, portrait or landscape)"
         ) from None

@@ -176,7 +176,9 @@ def parse_choice(value: str, choices: tuple[str, ...]) -> str:
 
 
 def parse_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
-    """A comma- or space-separated list of addresses or CIDR networks."""
+    """A comma- or space-separated list of addresses or CIDR networks; ``none``: empty."""
+    if value.strip().lower() == "none":
+        return ()
     networks = []
     for item in re.split(r"[,\s]+", value.strip()):
         if not item:

@@ -52,6 +52,7 @@ class OutputOptions:
     progressive: bool = False
     webp_quality: int | None = None
     avif_quality: int | None = None
+    auto_orient: bool = True
 
     @classmethod
     def from_settings(cls, settings: Any) -> OutputOptions:
@@ -120,7 +121,12 @@ def render(
     if serves_untouched(spec, crop, max_dimension):
         return untouched(data, max_pixels)
     source = open_original(
-        data, options.animated, options.max_frames, not options.strip_metadata, max_pixels
+        data,
+        options.animated,
+        options.max_frames,
+        not options.strip_metadata,
+        max_pixels,
+        options.auto_orient,
     )
     plan = plan_for(source.facts.size, spec, crop, max_dimension)
     return render_from(source, plan, spec, options, max_pixels, offers)

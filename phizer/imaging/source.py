@@ -96,14 +96,17 @@ def open_original(
     max_frames: int,
     keep_metadata: bool,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    auto_orient: bool = True,
 ) -> FreshSource:
-    """Identify ``data`` from its header (nothing decoded yet) and read its facts."""
+    """Identify ``data`` from its header (nothing decoded yet) and read its facts.
+    Without ``auto_orient`` the stored pixels are served as they are (the
+    EXIF orientation is ignored, as the 2012 phizer did)."""
     image = open_image(data, max_pixels)
     frames = 1
     if animated:
         with decoding():  # a GIF's frames are counted by reading through them
             frames = frame_count(image, max_frames)
-    turn = orientation(image)
+    turn = orientation(image) if auto_orient else 1
     facts = Facts(
         format=image.format or "",
         size=upright_size(image.size, turn),

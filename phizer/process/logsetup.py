@@ -1,6 +1,8 @@
 """Logging: stderr by default, syslog when ``syslog_facility`` is set.
 
-Lines are text or, with ``log_format = json``, one JSON object each. An
+Lines are text, one JSON object each (``log_format = json``) or the 2012
+phizer's lines (``log_format = legacy``: ``WARNING pid=N 404 GET /path
+(ip) 1.2ms``) for log pipelines that parse them. An
 unreachable syslog socket at startup means stderr with one warning; a
 syslog daemon that goes away later (a restart) costs no log line: they go
 to stderr until it is back.
@@ -19,7 +21,7 @@ from logging.handlers import SysLogHandler
 from typing import Any
 
 from phizer.config.loader import Settings
-from phizer.web.accesslog import RECORD_ATTR, AccessEntry, json_fields
+from phizer.web.accesslog import RECORD_ATTR, AccessEntry, json_fields, render_legacy
 
 # A syslog daemon that stops reading must not stall the event loop.
 SYSLOG_SEND_TIMEOUT = 0.1
@@ -233,9 +235,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(fields, default=str)
 
 
+class LegacyFormatter(logging.Formatter):
+    """``LEVEL pid=N message``, an access record as the 2012 phizer wrote it."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s pid=%(process)d %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        entry = getattr(record, RECORD_ATTR, None)
+        if isinstance(entry, AccessEntry):
+            return f"{record.levelname} pid={record.process} {render_legacy(entry)}"
+        return super().formatMessage(record)
+
+
 def _formatter(log_format: str, role: str, syslog: bool = False) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter(role)
+    if log_format == "legacy":
+        return LegacyFormatter()
     if syslog:  # the daemon stamps the time and the level is in the priority
         return logging.Formatter(f"[{role}] %(name)s: %(message)s")
     return logging.Formatter(f"%(asctime)s %(levelname)s [{role}] %(name)s: %(message)s")

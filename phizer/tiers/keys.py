@@ -1,7 +1,8 @@
 """Tier keys: versioned, and derived from everything that shapes the bytes.
 
 A result's key hashes its size's whole definition (every ``SizeSpec``
-field), the ``[properties]`` settings that change any output, the origins
+field), the ``[properties]`` settings declared ``shapes_output`` (those
+that change the bytes of an output image), the origins
 and the request with its negotiated offers; an original's key hashes the
 origins and the path. So a changed size, quality or origin never finds an
 old entry, and two deployments with different origins never mix, even in
@@ -21,8 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from phizer.config.loader import Config, OriginSpec
+from phizer.config.options import Settings, output_settings
 from phizer.config.sizes import SizeSpec
-from phizer.imaging.pipeline import OutputOptions
 
 KEY_VERSION = 2
 RESULT = "r"
@@ -45,14 +46,9 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def size_fingerprint(spec: SizeSpec, output: OutputOptions, max_dimension: int) -> str:
-    """What makes one size's bytes: its definition and the settings it falls back to."""
-    definition = {
-        "size": dataclasses.asdict(spec),
-        "output": dataclasses.asdict(output),
-        # Decides whether the size is resized at all or served as the original.
-        "max_dimension": max_dimension,
-    }
+def size_fingerprint(spec: SizeSpec, settings: Settings) -> str:
+    """What makes one size's bytes: its definition and the settings that shape outputs."""
+    definition = {"size": dataclasses.asdict(spec), "settings": output_settings(settings)}
     return digest(_canonical(definition))
 
 
@@ -74,11 +70,8 @@ class TierKeys:
     """Keys for one configuration; fingerprints are computed once."""
 
     def __init__(self, config: Config) -> None:
-        output = OutputOptions.from_settings(config.settings)
-        max_dimension = config.settings.max_dimension
         self._sizes: Mapping[str, str] = {
-            code: size_fingerprint(spec, output, max_dimension)
-            for code, spec in config.sizes.items()
+            code: size_fingerprint(spec, config.settings) for code, spec in config.sizes.items()
         }
         self._origins = origins_fingerprint(config.master, config.slaves)
 

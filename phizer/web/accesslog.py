@@ -58,6 +58,14 @@ def render_text(entry: AccessEntry) -> str:
     )
 
 
+def render_legacy(entry: AccessEntry) -> str:
+    """The 2012 phizer's line (Tornado's): ``404 GET /path (ip) 1.2ms``."""
+    return (
+        f"{entry.status} {escape(entry.method)} {escape(entry.path)} "
+        f"({escape(entry.client)}) {_ms(entry.total_ms)}"
+    )
+
+
 def json_fields(entry: AccessEntry) -> dict[str, Any]:
     """Named fields for a JSON line; a value that does not apply is null."""
     return {

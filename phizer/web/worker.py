@@ -213,6 +213,7 @@ class WorkerState:
             output.max_frames,
             not output.strip_metadata,
             settings.max_source_pixels,
+            output.auto_orient,
         )
 
     def _render(

@@ -14,6 +14,14 @@ from typing import Any
 
 from phizer.config import values
 from phizer.config.addresses import SharedAddress, parse_shared_address
+from phizer.config.origin_options import (
+    BUCKET_OPTIONS,
+    BucketSpec,
+    RedirectHost,
+    check_no_bucket_options,
+    parse_bucket,
+    parse_redirect_hosts,
+)
 from phizer.config.sizes import SizeSpec, parse_size_spec
 from phizer.errors import ConfigError
 
@@ -140,7 +148,7 @@ def _at_least(number: int, minimum: int) -> int:
 
 @dataclass(frozen=True)
 class OriginSpec:
-    """One origin: an HTTP server (``host``) or a local ``directory``."""
+    """One origin: an HTTP server (``host``), a local ``directory`` or a ``bucket``."""
 
     name: str
     host: str | None = None
@@ -148,11 +156,20 @@ class OriginSpec:
     root: str = "/"
     scheme: str = "http"
     directory: str | None = None
+    bucket: BucketSpec | None = None
+    # Hosts besides its own that this origin's redirects may lead to.
+    redirect_hosts: tuple[RedirectHost, ...] = ()
 
     def describe(self) -> str:
         if self.directory is not None:
             return f"[{self.name}] directory {self.directory}"
-        return f"[{self.name}] {self.scheme}://{self.host}:{self.port}{self.root}"
+        if self.bucket is not None:
+            where = f"[{self.name}] bucket {self.bucket.location}"
+        else:
+            where = f"[{self.name}] {self.scheme}://{self.host}:{self.port}{self.root}"
+        if self.redirect_hosts:
+            where += f", redirects also to {', '.join(map(str, self.redirect_hosts))}"
+        return where
 
 
 @dataclass(frozen=True)
@@ -263,18 +280,28 @@ def _parse_origin(
     parser: configparser.ConfigParser, section: str, base_dir: str, warnings: list[str]
 ) -> OriginSpec:
     options = _raw_options(parser, section)
-    known = {"host", "port", "root", "scheme", "directory"}
+    known = {"host", "port", "root", "scheme", "directory", "redirect_hosts", *BUCKET_OPTIONS}
     for option in sorted(set(options) - known):
         warnings.append(f"ignoring unknown option [{section}] {option}")
     host = options.get("host") or None
     directory = options.get("directory") or None
-    if (host is None) == (directory is None):
-        raise ConfigError(f"[{section}] needs exactly one of host or directory")
+    bucket = options.get("s3_bucket") or None
+    if [host, directory, bucket].count(None) != 2:
+        raise ConfigError(f"[{section}] needs exactly one of host, directory or s3_bucket")
+    redirect_hosts = parse_redirect_hosts(section, options.get("redirect_hosts") or "")
+    if bucket is not None:
+        return OriginSpec(
+            section, bucket=parse_bucket(section, options), redirect_hosts=redirect_hosts
+        )
+    check_no_bucket_options(section, options)
     if directory is not None:
+        if redirect_hosts:
+            raise ConfigError(f"[{section}] redirect_hosts: a directory does not redirect")
         resolved = os.path.realpath(os.path.join(base_dir, os.path.expanduser(directory)))
         if not os.path.isdir(resolved):
             raise ConfigError(f"[{section}] directory = {directory!r}: not a directory")
         return OriginSpec(section, directory=resolved)
+    assert host is not None
     port = _parse_value(section, "port", options.get("port") or "80", values.parse_port)
     scheme = (options.get("scheme") or "http").lower()
     if scheme not in ("http", "https"):
@@ -282,7 +309,9 @@ def _parse_origin(
     if any(c in host for c in "/?#@ ") or not host.isprintable():
         raise ConfigError(f"[{section}] host = {host!r}: expected a host name or address")
     root = "/" + (options.get("root") or "/").strip("/") + "/"
-    return OriginSpec(section, host, port, root.replace("//", "/"), scheme)
+    return OriginSpec(
+        section, host, port, root.replace("//", "/"), scheme, redirect_hosts=redirect_hosts
+    )
 
 
 def _parse_cache(

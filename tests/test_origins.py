@@ -495,6 +495,22 @@ def test_credentials_in_the_advisory_window_refresh_in_the_background() -> None:
     assert refresh.threads[0] is not threading.current_thread()
 
 
+def test_expired_credentials_that_cannot_refresh_are_a_problem_not_a_crash() -> None:
+    clock = Clock()
+
+    def refuse() -> dict[str, str]:
+        raise OSError("metadata endpoint unreachable")
+
+    credentials = expiring(clock, 3600, refuse)
+    clock.advance(3600 + 10)
+    source = CredentialSource(lambda: Found(credentials))
+    source.load()
+    assert source.method is None
+    assert "assume-role" in (source.problem or "") and "unreachable" in (source.problem or "")
+    with pytest.raises(OriginError):
+        asyncio.run(source.current("master"))
+
+
 def test_missing_credentials_are_looked_for_again() -> None:
     found: list[Credentials | None] = [None]
     source = CredentialSource(lambda: Found(found[0], "none yet"), retry_seconds=0)

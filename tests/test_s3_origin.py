@@ -330,6 +330,7 @@ def test_wrong_credentials_through_phizer_are_502(
             response = phizer.get("/s100/bucket-only.jpg")
             assert response.status == 502
             assert b"not-the-secret" not in response.body
+            assert phizer.get("/_health").status == 200  # asks no origin
             log = phizer.log_text()
         finally:
             phizer.stop()

@@ -88,10 +88,17 @@ class CredentialSource:
         """Look them up now, blocking (at startup, or in a thread)."""
         found = self._find()
         self.region = found.region
-        if found.credentials is None:
-            self.problem = found.problem
-            return
-        self._take(found.credentials, found.credentials.get_frozen_credentials())
+        credentials, problem = found.credentials, found.problem
+        if credentials is not None:
+            try:
+                # Temporary credentials found near their expiry refresh here.
+                self._take(credentials, credentials.get_frozen_credentials())
+                return
+            except _LOOKUP_ERRORS as err:
+                problem = f"{credentials.method} credentials: {err}"
+        self.problem = problem
+        # Not again at once: a missing metadata endpoint costs seconds.
+        self._next_attempt = time.monotonic() + self._retry_seconds
 
     def _take(self, credentials: Credentials, frozen: ReadOnlyCredentials) -> None:
         self._credentials = credentials

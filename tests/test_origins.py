@@ -23,7 +23,14 @@ from phizer.config.report import render
 from phizer.errors import ConfigError, OriginError
 from phizer.origins.credentials import CredentialSource, Found, lookup
 from phizer.origins.redirects import MAX_REDIRECTS, RedirectGuard, RedirectRefused, RedirectRules
-from phizer.origins.s3 import Outcome, bucket_base, error_details, key_url, outcome
+from phizer.origins.s3 import (
+    Outcome,
+    bucket_base,
+    error_details,
+    key_url,
+    outcome,
+    redirect_hosts,
+)
 from phizer.tiers.keys import origins_fingerprint
 from tests.http_support import PoolTestCase, ServerPool, StubServer, http_origin, make_config, url
 from tests.imagetools import encode, photo
@@ -356,6 +363,21 @@ def test_bucket_urls() -> None:
     )
     minio = BucketSpec("photos", endpoint="http://127.0.0.1:9000")
     assert bucket_base(minio, "us-east-1") == "http://127.0.0.1:9000/photos/"
+
+
+def test_aws_buckets_may_redirect_within_amazonaws_only() -> None:
+    rules = RedirectRules(frozenset(), range(0))
+    listed = (RedirectHost("cdn.example"),)
+    aws = BucketSpec("photos", region="us-east-1")
+    base = bucket_base(aws, "us-east-1")
+    redirects = RedirectGuard(base, redirect_hosts(aws, listed), rules)
+    regional = "https://photos.s3-eu-west-1.amazonaws.com/x.jpg"
+    assert redirects.target(base + "x.jpg", regional)[0] == regional
+    assert redirects.target(base + "x.jpg", "http://cdn.example/x.jpg")[1] == "cdn.example"
+    with pytest.raises(RedirectRefused):
+        redirects.target(base + "x.jpg", "https://amazonaws.com.evil.example/x.jpg")
+    minio = BucketSpec("photos", endpoint="http://127.0.0.1:9000")
+    assert redirect_hosts(minio, listed) == listed
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from phizer.origins.chain import OriginSet
 from phizer.origins.directory import DirectoryOrigin
 from phizer.origins.http import HttpOrigin
 from phizer.origins.redirects import RedirectRules
-from phizer.origins.s3 import BucketOrigin
 
 
 def build_origin_set(config: Config, client: AsyncHTTPClient) -> OriginSet:
@@ -32,5 +31,8 @@ def build_origin(
     if spec.directory is not None:
         return DirectoryOrigin(spec, limits.max_bytes)
     if spec.bucket is not None:
+        # botocore (150 ms and 10 MB a process) only where a bucket is configured.
+        from phizer.origins.s3 import BucketOrigin
+
         return BucketOrigin.at_startup(spec, client, limits, rules)
     return HttpOrigin(spec, client, limits, rules)

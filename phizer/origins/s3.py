@@ -19,7 +19,7 @@ from botocore.credentials import ReadOnlyCredentials
 from tornado.httpclient import AsyncHTTPClient
 
 from phizer.config.loader import OriginSpec
-from phizer.config.origin_options import BucketSpec
+from phizer.config.origin_options import BucketSpec, RedirectHost
 from phizer.errors import NotFound, OriginError
 from phizer.origins.base import FetchLimits
 from phizer.origins.credentials import DEFAULT_REGION, CredentialSource, lookup
@@ -30,6 +30,7 @@ log = logging.getLogger("phizer.origins")
 
 _CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]{1,300})</Message>")
+AWS_HOSTS = RedirectHost("*.amazonaws.com", 443)
 # Names a virtual-hosted URL can carry (a dot would break the TLS name).
 _VIRTUAL_HOSTABLE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 
@@ -76,6 +77,14 @@ def bucket_base(bucket: BucketSpec, region: str) -> str:
     return f"https://s3.{region}.amazonaws.com/{bucket.bucket}/"
 
 
+def redirect_hosts(
+    bucket: BucketSpec, listed: tuple[RedirectHost, ...]
+) -> tuple[RedirectHost, ...]:
+    """Where a bucket's redirects may lead: AWS sends a new bucket's requests
+    to its regional endpoint (307) for a while, always within amazonaws.com."""
+    return listed + ((AWS_HOSTS,) if bucket.endpoint is None else ())
+
+
 def key_url(base: str, key: str) -> str:
     return base + quote(key, safe="/~")
 
@@ -106,7 +115,8 @@ class BucketOrigin:
         self._client = client
         self._limits = limits
         self._credentials = credentials
-        self._guard = RedirectGuard(self._base, spec.redirect_hosts, rules)
+        allowed = redirect_hosts(spec.bucket, spec.redirect_hosts)
+        self._guard = RedirectGuard(self._base, allowed, rules)
         self._warned_hidden = False
 
     @classmethod

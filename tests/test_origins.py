@@ -180,6 +180,12 @@ def test_same_host_and_port_is_followed_relative_or_absolute() -> None:
     assert check(guard(), "HTTP://ORIGIN.example:8080/c.jpg")[0].endswith("/c.jpg")
 
 
+def test_same_host_upgraded_to_https_is_followed() -> None:
+    assert check(guard(), "https://origin.example/b.jpg") == ("https://origin.example/b.jpg", None)
+    with pytest.raises(RedirectRefused):
+        check(guard(), "https://origin.example:8443/b.jpg")
+
+
 @pytest.mark.parametrize(
     ("location", "reason"),
     [

@@ -1,8 +1,9 @@
 """Which redirects of an origin phizer follows.
 
-A redirect is followed to the origin's own host and port, or to a host its
-``redirect_hosts`` lists, and only when the address it leads to is public
-or one that a configured origin names: an origin (or whoever answers for
+A redirect is followed to the origin's own host and port (or the same
+host over https on 443), or to a host its ``redirect_hosts`` lists, and
+only when the address it leads to is public or one that a configured
+origin names: an origin (or whoever answers for
 it) cannot send phizer to a loopback, link-local or private service
 nobody configured, nor to phizer's own ports. A host name is resolved
 here and curl is pinned to the checked addresses, so a second DNS answer
@@ -123,7 +124,10 @@ class RedirectGuard:
         if parts.username is not None or parts.password is not None:
             raise RedirectRefused("the URL carries credentials")
         host = normalise_host(parts.hostname)
-        home = (host, port) == self._home
+        # The origin's own host and port, or the same host upgraded to https.
+        home = host == self._home[0] and (
+            port == self._home[1] or (parts.scheme == "https" and port == 443)
+        )
         default = DEFAULT_PORTS[parts.scheme]
         if not home and not any(entry.matches(host, port, default) for entry in self._allowed):
             raise RedirectRefused(

@@ -29,6 +29,7 @@ setup(
         "redis>=5.0",
         "pymemcache>=4.0",
         "prometheus-client>=0.21",  # /_metrics: registries, collectors, the text format
+        "botocore>=1.34",  # bucket origins: AWS credential chain and SigV4 signer
     ],
     extras_require={
         "test": [
@@ -36,6 +37,7 @@ setup(
             "pytest-timeout>=2",
             "hypothesis>=6",
             "ruff>=0.5",
+            "moto[server]>=5.0",  # a real S3 API on loopback for the bucket origin tests
         ],
     },
     entry_points={"console_scripts": ["phizer = phizer.cli:main"]},

@@ -670,7 +670,7 @@ PROFILE_SPECIFIC = (
     ("decode", ("load (PIL/ImageFile.py", "draft (PIL/", "load_prepare", "_open (PIL/Png")),
     ("resize", ("resize (PIL/Image.py", "reduce (PIL/Image.py")),
     ("encode", ("_save (PIL/", "save (PIL/Image.py")),
-    ("origin fetch", ("phizer/origins.py", "curl_httpclient.py", "loaders/http_loader.py")),
+    ("origin fetch", ("phizer/origins/", "curl_httpclient.py", "loaders/http_loader.py")),
 )
 PROFILE_GENERAL = (
     ("other Pillow", ("PIL/",)),

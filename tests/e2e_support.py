@@ -171,8 +171,14 @@ class CliResult:
     stderr: str
 
 
-def run_cli(args: Sequence[str], timeout: float = 15.0, cwd: str | None = None) -> CliResult:
-    """Run ``phizer ARGS`` to completion; a run that does not end is killed."""
+def run_cli(
+    args: Sequence[str],
+    timeout: float = 15.0,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> CliResult:
+    """Run ``phizer ARGS`` to completion; a run that does not end is killed.
+    ``env``: the whole environment (default: this process's)."""
     process = subprocess.Popen(
         [*phizer_command(), *args],
         stdout=subprocess.PIPE,
@@ -180,6 +186,7 @@ def run_cli(args: Sequence[str], timeout: float = 15.0, cwd: str | None = None) 
         stdin=subprocess.DEVNULL,
         text=True,
         cwd=cwd,
+        env=None if env is None else dict(env),
         start_new_session=True,
     )
     try:
@@ -290,10 +297,15 @@ class PhizerProcess:
         port_via_flag: bool = False,
         file_port: int | None = None,
         sections: Mapping[str, Mapping[str, object]] | None = None,
+        master_options: Mapping[str, object] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """``port_via_flag``: pass the chosen port as ``-p`` and write
         ``file_port`` (which may be a busy port) as bind_port in the file.
-        ``sections``: more sections for the file, e.g. ``{"cache": {...}}``."""
+        ``sections``: more sections for the file, e.g. ``{"cache": {...}}``.
+        ``master_options``: the ``[master]`` section, instead of ``master``'s
+        host and port (``master`` then only needs ``add``, for the ready files).
+        ``env``: phizer's whole environment (default: this process's)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.master = master
@@ -305,6 +317,8 @@ class PhizerProcess:
         self.port_via_flag = port_via_flag
         self.file_port = file_port
         self.sections = {name: dict(options) for name, options in (sections or {}).items()}
+        self.master_options = dict(master_options) if master_options is not None else None
+        self.env = dict(env) if env is not None else None
         self.config_path = self.workdir / "phizer.conf"
         self.log_path = self.workdir / "phizer.log"
         self.port = 0
@@ -339,7 +353,8 @@ class PhizerProcess:
         properties.update(self.properties)
         lines = ["[properties]"]
         lines += [f"{key} = {value}" for key, value in properties.items()]
-        lines += ["", "[master]", f"host = {HOST}", f"port = {self.master.port}", ""]
+        master = self.master_options or {"host": HOST, "port": self.master.port}
+        lines += ["", "[master]", *(f"{key} = {value}" for key, value in master.items()), ""]
         for number, slave in enumerate(self.slaves, 1):
             lines += [f"[slave-{number}]", f"host = {HOST}", f"port = {slave.port}", ""]
         lines += ["[sizes]"]
@@ -383,6 +398,7 @@ class PhizerProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.workdir,
+            env=self.env,
             start_new_session=True,
             preexec_fn=_die_with_parent,  # phizer goes if the test process dies
         )

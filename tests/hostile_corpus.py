@@ -87,6 +87,8 @@ class Case:
     min_seconds: float | None = None
     max_seconds: float | None = None
     untouched: tuple[str, ...] = ()
+    # (path, bytes) the master serves too: where a followed redirect leads.
+    served: tuple[tuple[str, bytes], ...] = ()
     group: str = ""
 
     @property
@@ -441,7 +443,13 @@ def origin_cases(limits: Limits) -> list[Case]:
             502,
             untouched=("elsewhere/target.jpg",),
         ),
-        case("redirect-same-host", Redirect("elsewhere/same.jpg", 301, other_host=False), 502),
+        case(
+            "redirect-same-host",
+            Redirect("elsewhere/same.jpg", 301, other_host=False),
+            200,
+            served=(("elsewhere/same.jpg", good),),
+        ),
+        case("redirect-loop", Redirect("origin/redirect-loop.jpg", 307, other_host=False), 502),
         case("content-type-wrong", Serve(good, content_type="text/html"), 200),
         case("content-type-missing", Serve(good, content_type=None), 200),
         case("html-page", Serve(HTML, content_type="text/html"), 502),

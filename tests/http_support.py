@@ -224,9 +224,9 @@ class ServerPool:
         self._sockets: list[socket.socket] = []
         self._stubs: list[StubServer] = []
 
-    def start(self, app: Application) -> int:
-        """Serve ``app`` on a fresh loopback port; returns the port."""
-        sock, port = bind_unused_port()
+    def start(self, app: Application, address: str = LOOPBACK) -> int:
+        """Serve ``app`` on a fresh port of ``address`` (loopback); returns the port."""
+        sock, port = bind_unused_port(address=address)
         self._serve(app, sock)
         return port
 
@@ -251,11 +251,13 @@ class ServerPool:
         server.add_sockets([sock])
         self._servers.append(server)
 
-    def stub(self, stub: StubServer | None = None) -> tuple[StubServer, int]:
+    def stub(
+        self, stub: StubServer | None = None, address: str = LOOPBACK
+    ) -> tuple[StubServer, int]:
         """Start a stub server; returns it and its port."""
         stub = stub or StubServer()
         self._stubs.append(stub)
-        stub.port = self.start(stub.app())
+        stub.port = self.start(stub.app(), address)
         return stub, stub.port
 
     def client(self, max_clients: int = 50) -> CurlAsyncHTTPClient:

@@ -88,6 +88,8 @@ def _script(master: HostileOrigin, slave: HostileOrigin, elsewhere: HostileOrigi
             master.script(case.origin_path, case.origin_behaviour)
         if case.origin_path and case.slave_behaviour is not None:
             slave.script(case.origin_path, case.slave_behaviour)
+        for path, data in case.served:
+            master.add(path, data)
         for target in case.untouched:  # real images: following a redirect would "work"
             elsewhere.add(target, good)
             master.add(target, good)

@@ -14,7 +14,8 @@ from tornado.web import Application, RequestHandler
 
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
 from phizer.imaging.decode import open_image, refused_format, set_pixel_limit
-from phizer.origins.sources import BoundedSink, DirectoryOrigin
+from phizer.origins.directory import DirectoryOrigin
+from phizer.origins.transfer import BoundedSink
 from tests.http_support import (
     PoolTestCase,
     ServerPool,

@@ -228,13 +228,6 @@ class TestErrors(WorkerTestCase):
         self.assert_error(self.get("/s100/photo.jpg", base), 504)
         self.assertLess(time.monotonic() - started, 5)
 
-    def test_redirect_is_not_followed(self) -> None:
-        self.origin.redirects["moved.jpg"] = "/photo.jpg"
-        response = self.get("/s100/moved.jpg")
-        self.assertNotEqual(response.code, 200)
-        self.assert_error(response, 502)
-        self.assertEqual(self.origin.counts["photo.jpg"], 0)
-
     def test_undecodable_images_are_502(self) -> None:
         for name in ("garbage.jpg", "truncated.jpg", "empty.jpg"):
             with self.subTest(name=name):

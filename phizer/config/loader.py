@@ -13,19 +13,29 @@ from typing import Any
 
 from phizer.config import inifile, values
 from phizer.config.options import CACHE, PROPERTIES, CacheTiers, Legacy, Option, Settings
+from phizer.config.origin_options import (
+    BUCKET_OPTIONS,
+    BucketSpec,
+    RedirectHost,
+    check_no_bucket_options,
+    parse_bucket,
+    parse_redirect_hosts,
+)
 from phizer.config.sizes import SizeSpec, SkippedSize, parse_size_spec
 from phizer.errors import ConfigError
 
 BIND_HOST_WARNING = "[properties] bind_host = "
 # A value replaced by its option's default (the warning is given).
 _DEFAULT: Any = object()
-_ORIGIN_OPTIONS = frozenset({"host", "port", "root", "scheme", "directory"})
+_ORIGIN_OPTIONS = frozenset(
+    {"host", "port", "root", "scheme", "directory", "redirect_hosts", *BUCKET_OPTIONS}
+)
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
 @dataclass(frozen=True)
 class OriginSpec:
-    """One origin: an HTTP server (``host``) or a local ``directory``."""
+    """One origin: an HTTP server (``host``), a local ``directory`` or a ``bucket``."""
 
     name: str
     host: str | None = None
@@ -33,11 +43,20 @@ class OriginSpec:
     root: str = "/"
     scheme: str = "http"
     directory: str | None = None
+    bucket: BucketSpec | None = None
+    # Hosts besides its own that this origin's redirects may lead to.
+    redirect_hosts: tuple[RedirectHost, ...] = ()
 
     def describe(self) -> str:
         if self.directory is not None:
             return f"[{self.name}] directory {self.directory}"
-        return f"[{self.name}] {self.scheme}://{self.host}:{self.port}{self.root}"
+        if self.bucket is not None:
+            where = f"[{self.name}] bucket {self.bucket.location}"
+        else:
+            where = f"[{self.name}] {self.scheme}://{self.host}:{self.port}{self.root}"
+        if self.redirect_hosts:
+            where += f", redirects also to {', '.join(map(str, self.redirect_hosts))}"
+        return where
 
 
 @dataclass(frozen=True)
@@ -199,13 +218,23 @@ class _Reader:
             self.unknown(section, option)
         host = options.get("host") or None
         directory = options.get("directory") or None
-        if (host is None) == (directory is None):
-            raise ConfigError(f"[{section}] needs exactly one of host or directory")
+        bucket = options.get("s3_bucket") or None
+        if [host, directory, bucket].count(None) != 2:
+            raise ConfigError(f"[{section}] needs exactly one of host, directory or s3_bucket")
+        redirect_hosts = parse_redirect_hosts(section, options.get("redirect_hosts") or "")
+        if bucket is not None:
+            return OriginSpec(
+                section, bucket=parse_bucket(section, options), redirect_hosts=redirect_hosts
+            )
+        check_no_bucket_options(section, options)
         if directory is not None:
+            if redirect_hosts:
+                raise ConfigError(f"[{section}] redirect_hosts: a directory does not redirect")
             resolved = os.path.realpath(os.path.join(base_dir, os.path.expanduser(directory)))
             if not os.path.isdir(resolved):
                 raise ConfigError(f"[{section}] directory = {directory!r}: not a directory")
             return OriginSpec(section, directory=resolved)
+        assert host is not None
         port = _parse_value(section, "port", options.get("port") or "80", values.parse_port)
         scheme = (options.get("scheme") or "http").lower()
         if scheme not in ("http", "https"):
@@ -213,7 +242,7 @@ class _Reader:
         if any(c in host for c in "/?#@ ") or not host.isprintable():
             raise ConfigError(f"[{section}] host = {host!r}: expected a host name or address")
         root = self.root(section, options.get("root") or "/")
-        return OriginSpec(section, host, port, root, scheme)
+        return OriginSpec(section, host, port, root, scheme, redirect_hosts=redirect_hosts)
 
     def root(self, section: str, written: str) -> str:
         """The path prefix of every URL, resolved as the 2012 phizer did: it

@@ -36,7 +36,15 @@ def _properties(settings: Settings) -> list[str]:
 
 
 def _origins(config: Config) -> list[str]:
-    return _indent(origin.describe() for origin in config.origins)
+    lines = []
+    for origin in config.origins:
+        lines.append(origin.describe())
+        if origin.bucket is not None:
+            # Imported here: only a bucket needs botocore to be described.
+            from phizer.origins.s3 import describe_credentials
+
+            lines.append(f"  {describe_credentials(origin)}")
+    return _indent(lines)
 
 
 def _sizes(config: Config) -> list[str]:

@@ -57,7 +57,8 @@ def origins_fingerprint(master: OriginSpec | None, slaves: tuple[OriginSpec, ...
     asked all at once, count as a set."""
 
     def where(origin: OriginSpec) -> list[Any]:
-        return [origin.scheme, origin.host, origin.port, origin.root, origin.directory]
+        place = [origin.scheme, origin.host, origin.port, origin.root, origin.directory]
+        return place + ([origin.bucket.location] if origin.bucket is not None else [])
 
     identity = {
         "master": where(master) if master is not None else None,

@@ -36,7 +36,8 @@ from phizer.imaging.pipeline import (
     untouched,
 )
 from phizer.imaging.source import FreshSource, PixelSource, open_original
-from phizer.origins.sources import OriginSet, build_origins
+from phizer.origins.build import build_origin_set
+from phizer.origins.chain import OriginSet
 from phizer.tiers.chain import open_tiers
 from phizer.tiers.disk import ORIGINALS
 from phizer.tiers.keys import TierKeys
@@ -294,16 +295,7 @@ def make_origin_set(config: Config, client: AsyncHTTPClient | None = None) -> Or
         client = CurlAsyncHTTPClient(
             force_instance=True, max_clients=settings.max_inflight_requests
         )
-    origins = build_origins(
-        config.origins,
-        client,
-        settings.origin_connect_timeout,
-        settings.origin_timeout,
-        settings.max_source_bytes,
-    )
-    if config.master is not None:
-        return OriginSet(origins[0], origins[1:])
-    return OriginSet(None, origins)
+    return build_origin_set(config, client)
 
 
 def make_worker_app(config: Config, state: WorkerState | None = None) -> Application:

@@ -36,6 +36,7 @@ from phizer.transport import TransportFailure, fetch
 from phizer.web.admin import ProcessMetrics, front_routes
 from phizer.web.handler import BaseHandler, InFlight, log_request
 from phizer.web.negotiate import offers_for, offers_query, variant_key
+from phizer.web.preview import preview_routes
 from phizer.web.urls import ImageRequest, parse_request_path, worker_index
 from phizer.web.worker import FETCH_MS_HEADER, RESIZE_MS_HEADER
 
@@ -240,7 +241,7 @@ def make_front_app(
         client = CurlAsyncHTTPClient(force_instance=True, max_clients=WORKER_CLIENTS)
         state = FrontState(config, worker_urls(config), client, restarts)
     return Application(
-        [*front_routes(state), (r"/.*", FrontHandler, {"state": state})],
+        [*front_routes(state), *preview_routes(state), (r"/.*", FrontHandler, {"state": state})],
         log_function=log_request,
         trusted_proxies=config.settings.trusted_proxies,
         metrics=state.metrics,

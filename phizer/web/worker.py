@@ -29,6 +29,7 @@ from phizer.tiers.chain import open_tiers
 from phizer.tiers.disk import ORIGINALS
 from phizer.tiers.keys import TierKeys
 from phizer.web.admin import WorkerMetrics, worker_routes
+from phizer.web.describe import describe_routes
 from phizer.web.handler import BaseHandler, InFlight, log_worker_request
 from phizer.web.negotiate import OFFERS_PARAM, parse_offers
 from phizer.web.urls import Crop, parse_request_path
@@ -256,7 +257,11 @@ def make_origin_set(config: Config, client: AsyncHTTPClient | None = None) -> Or
 def make_worker_app(config: Config, state: WorkerState | None = None) -> Application:
     state = state or WorkerState(config, make_origin_set(config))
     return Application(
-        [*worker_routes(state.metrics), (r"/.*", WorkerHandler, {"state": state})],
+        [
+            *worker_routes(state.metrics),
+            *describe_routes(state),
+            (r"/.*", WorkerHandler, {"state": state}),
+        ],
         log_function=log_worker_request,
         metrics=state.metrics,
         in_flight=InFlight(),

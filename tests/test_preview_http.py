@@ -83,6 +83,13 @@ class TestPreviewPage(PreviewTestCase):
                 self.assertEqual(len(figure.data), figure.shown_bytes)
                 self.assertTrue(figure.caption["format"].upper().startswith(image_format))
 
+    def test_the_basics_need_no_javascript(self) -> None:
+        _, dom = self.page()
+        for figure in dom.figures:
+            # In the HTML as sent: everything but the browser's own reading.
+            self.assertEqual(figure.shown_bytes, len(figure.data))
+            self.assertEqual(figure.caption["decoded"], "\u2014")
+
     def test_the_policy_names_the_pages_own_nonce(self) -> None:
         response, dom = self.page()
         policy = response.headers["Content-Security-Policy"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -20,7 +21,7 @@ from phizer.web.preview_model import (
     kept_region,
     read_variant,
 )
-from phizer.web.preview_page import content_security_policy, render_page
+from phizer.web.preview_page import INLINE_LIMIT, content_security_policy, render_page
 from phizer.web.urls import Crop
 from tests.icc_profiles import adobe_rgb_like
 from tests.imagetools import encode, photo
@@ -244,3 +245,15 @@ def test_views_show_one_format_or_all() -> None:
     ]
     assert [f.variant for f in PreviewDom(page(view="webp")[0]).figures] == ["WebP"]
     assert [f.variant for f in PreviewDom(page(view="served")[0]).figures] == ["served"]
+
+
+def test_images_past_the_inline_limit_are_described_not_embedded() -> None:
+    _, preview = page(view="served")
+    big = bytes(INLINE_LIMIT + 1)
+    size = preview.sizes[0]
+    served = Variant("served", big, "image/jpeg", 9000, 9000, "JPEG")
+    html = render_page(replace(preview, sizes=(replace(size, served=served),)), "n")
+    dom = PreviewDom(html)
+    figure = dom.figure("sq150", "served")
+    assert figure.img == {} and figure.caption["bytes"].startswith(f"{len(big):,} B")
+    assert len(html) < INLINE_LIMIT // 100

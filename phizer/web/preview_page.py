@@ -30,6 +30,9 @@ VIEW_NAMES = {
 }
 FORMAT_VIEWS = ("jpeg", "webp", "avif")
 MISSING = "—"
+# Larger images are described but not embedded (a size at max_dimension
+# serves the original, which may be tens of megabytes).
+INLINE_LIMIT = 8 * 1024 * 1024
 # What a data: URI may name as its type; anything else is sent as bytes.
 _IMAGE_TYPE = re.compile(r"^image/[a-z0-9.+-]{1,40}$")
 
@@ -258,13 +261,18 @@ def _figure(preview: Preview, size: SizePreview, variant: Variant) -> str:
             f'<figure class="variant" {attrs}><figcaption><div class="label">{label}</div>'
             f'<div class="error">{message}</div></figcaption></figure>'
         )
-    image = escape(data_uri(variant.content_type, variant.data))
-    alt = escape(f"{size.spec.code}: {_variant_title(variant)}")
-    if variant.label == "served":
-        link = escape(_image_url(size, preview))
-        picture = f'<a href="{link}"><img src="{image}" alt="{alt}"></a>'
+    link = escape(_image_url(size, preview))
+    if variant.nbytes > INLINE_LIMIT:
+        picture = f'<p class="note">Larger than {_binary(INLINE_LIMIT)}: not shown here.'
+        if variant.label == "served":
+            picture += f' <a href="{link}">Open it</a>.'
+        picture += "</p>"
     else:
+        image = escape(data_uri(variant.content_type, variant.data))
+        alt = escape(f"{size.spec.code}: {_variant_title(variant)}")
         picture = f'<img src="{image}" alt="{alt}">'
+        if variant.label == "served":
+            picture = f'<a href="{link}">{picture}</a>'
     rows = [
         ("dims", "Pixels", f"{variant.width}{TIMES}{variant.height}"),
         ("format", "Format", f"{variant.format_name} ({variant.content_type})"),

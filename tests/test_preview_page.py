@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from phizer.config.sizes import parse_size_spec
+from phizer.config.sizes import SizeSpec, parse_size_spec
 from phizer.errors import BadImage, BadRequest, NotFound
 from phizer.imaging.facts import OriginalFacts, read_facts
 from phizer.web.preview import parse_crop, parse_target, parse_view
@@ -30,7 +30,7 @@ from tests.preview_support import PreviewDom, read_image
 MAX_DIMENSION = 3000
 
 
-def spec(line: str, code: str = "x"):  # type: ignore[no-untyped-def]
+def spec(line: str, code: str = "x") -> SizeSpec:
     return parse_size_spec(code, line)[0]
 
 

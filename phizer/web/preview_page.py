@@ -67,6 +67,7 @@ dl.facts dt{color:var(--muted)}dl.facts dd{margin:0}
 p.note{color:var(--muted);margin-bottom:12px}
 main{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px}
 main article.size{margin:0}
+main.view-all{grid-template-columns:1fr}
 .geometry{color:var(--muted);font-weight:normal;font-size:14px;margin-left:6px}
 .figures{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
 figure{margin:0}
@@ -77,6 +78,7 @@ figure.variant{max-width:100%}
 figcaption{font-size:13px;margin-top:6px}
 figcaption dl{display:grid;grid-template-columns:max-content auto;gap:0 10px;margin:0}
 figcaption dt{color:var(--muted)}figcaption dd{margin:0}
+figcaption small{display:block;color:var(--muted)}
 figcaption .label{font-weight:600;margin-bottom:2px}
 .error{color:#b3261e}
 figure.kept{width:220px}
@@ -134,7 +136,7 @@ def render_page(preview: Preview, nonce: str) -> str:
         _header(preview),
         _original(preview),
         f'<p class="note">{escape(_served_note(preview.served_offers))}</p>',
-        "<main>",
+        f'<main class="view-{escape(preview.view)}">',
         *(_size(preview, index, size) for index, size in enumerate(preview.sizes)),
         "</main>",
         f"<footer>phizer {escape(__version__)}</footer>",
@@ -274,16 +276,15 @@ def _figure(preview: Preview, size: SizePreview, variant: Variant) -> str:
         if variant.label == "served":
             picture = f'<a href="{link}">{picture}</a>'
     rows = [
-        ("dims", "Pixels", f"{variant.width}{TIMES}{variant.height}"),
-        ("format", "Format", f"{variant.format_name} ({variant.content_type})"),
-        ("bytes", "Bytes", bytes_text(variant.nbytes)),
+        ("dims", "Pixels", escape(f"{variant.width}{TIMES}{variant.height}")),
+        ("format", "Format", escape(f"{variant.format_name} ({variant.content_type})")),
+        ("bytes", "Bytes", escape(bytes_text(variant.nbytes))),
         ("quality", "Quality", MISSING if variant.quality is None else str(variant.quality)),
-        ("time", "Time", time_text(variant)),
+        ("time", "Time", time_html(variant)),
         ("decoded", "In this browser", MISSING),
     ]
     caption = "".join(
-        f'<dt>{escape(name)}</dt><dd class="{key}">{escape(value)}</dd>'
-        for key, name, value in rows
+        f'<dt>{escape(name)}</dt><dd class="{key}">{value}</dd>' for key, name, value in rows
     )
     return (
         f'<figure class="variant" {attrs}>{picture}<figcaption>'
@@ -349,12 +350,16 @@ def _formats_table(preview: Preview, size: SizePreview) -> str:
 
 
 def _time_cell(variant: Variant) -> str:
-    attrs = f'class="time" data-variant="{escape(variant.label)}"'
+    return f'<td class="time" data-variant="{escape(variant.label)}">{time_html(variant)}</td>'
+
+
+def time_html(variant: Variant) -> str:
+    """The request's time, and below it how it was answered (cache, resize time)."""
     if variant.total_ms is None:
-        return f"<td {attrs}>{MISSING}</td>"
+        return MISSING
     details = _time_details(variant)
     small = f"<small>{escape(details)}</small>" if details else ""
-    return f"<td {attrs}>{variant.total_ms:.1f} ms{small}</td>"
+    return f"{variant.total_ms:.1f} ms{small}"
 
 
 # --- text --------------------------------------------------------------------------
@@ -389,14 +394,6 @@ def _binary(count: int) -> str:
         if value < 1024:
             return f"{value:.1f} {unit}"
     return f"{value:.1f} TiB"
-
-
-def time_text(variant: Variant) -> str:
-    if variant.total_ms is None:
-        return MISSING
-    text = f"{variant.total_ms:.1f} ms"
-    details = _time_details(variant)
-    return f"{text} ({details})" if details else text
 
 
 def _time_details(variant: Variant) -> str:

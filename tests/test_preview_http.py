@@ -269,3 +269,23 @@ class TestWorkerRoutes(PreviewTestCase):
         for path, status in cases.items():
             with self.subTest(path=path):
                 self.assertEqual(self.get(path, self.worker()).code, status)
+
+
+class TestUnreadableWorkers(PreviewTestCase):
+    def front_over(self, worker_url: str) -> str:
+        config = make_config(self.config.master, sizes=SIZES, num_workers=1)
+        state = FrontState(config, [worker_url], self.pool.client())
+        return url(self.pool.start(make_front_app(config, state)))
+
+    def test_a_worker_answering_nonsense_is_a_502(self) -> None:
+        for body in (b"not json", b"[1, 2]", b'{"facts": {"width": 1}}', b'{"facts": 3}'):
+            with self.subTest(body=body):
+                _, port = self.pool.stub(StubServer(default=body))
+                response = self.get("/_preview/photo.jpg", self.front_over(url(port)))
+                self.assertEqual(response.code, 502)
+                self.assertEqual(response.headers["Content-Type"], "text/plain; charset=utf-8")
+
+    def test_a_worker_that_is_down_is_a_503(self) -> None:
+        _, port = self.pool.reserve_port()
+        response = self.get("/_preview/photo.jpg", self.front_over(url(port)))
+        self.assertEqual(response.code, 503)

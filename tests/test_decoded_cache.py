@@ -353,6 +353,11 @@ class TestDecodedCacheOverHttp(PoolTestCase):
     def test_sizes_at_max_dimension_still_get_the_original_bytes(self) -> None:
         self.assertEqual(self.get("/s220/photo.jpg").code, 200)
         self.assertEqual(self.get("/huge/photo.jpg").body, JPEG)
+        # A photo small enough to be decoded whole could make the huge size
+        # from its decode; it still gets the original's bytes.
+        self.origin.files["small.jpg"] = small = encode(_source(300, 200), "JPEG")
+        self.assertEqual(self.get("/s220/small.jpg").code, 200)
+        self.assertEqual(self.get("/huge/small.jpg").body, small)
 
     def test_decoded_cache_size_zero_turns_it_off(self) -> None:
         config = make_config(

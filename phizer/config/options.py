@@ -435,7 +435,7 @@ class Settings:
     admin_allow: tuple[IPv4Network | IPv6Network, ...] = option(
         NETWORKS,
         (ip_network("127.0.0.0/8"), ip_network("::1/128")),
-        "networks that may read `/_health` and `/_metrics`",
+        "networks that may read `/_health`, `/_metrics`, `/_preview` and `/_sizes` and purge",
     )
 
     @property

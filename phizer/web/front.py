@@ -34,6 +34,7 @@ from phizer.web.handler import BaseHandler, HandlerContext, log_request
 from phizer.web.inflight import InFlight
 from phizer.web.metrics import ProcessMetrics
 from phizer.web.negotiate import offers_for, variant_key
+from phizer.web.preview import preview_routes
 from phizer.web.protocol import (
     EXPIRES_HEADER,
     FETCH_MS_HEADER,
@@ -264,6 +265,7 @@ def make_front_app(
         [
             *front_routes(admin, context),
             purge_route(state.purges.purge, config.settings.admin_allow, context),
+            *preview_routes(state, context),
             (r"/.*", FrontHandler, {"state": state, "context": context}),
         ],
         log_function=log_request,

@@ -43,6 +43,7 @@ from phizer.tiers.disk import ORIGINALS
 from phizer.tiers.keys import TierKeys
 from phizer.tiers.records import Envelope
 from phizer.web.admin import worker_routes
+from phizer.web.describe import describe_routes
 from phizer.web.handler import BaseHandler, HandlerContext, log_worker_request
 from phizer.web.inflight import InFlight
 from phizer.web.metrics import WorkerMetrics
@@ -166,10 +167,13 @@ class WorkerState:
     ) -> Rendered | None:
         """The image made from the decoded cache, when it holds this original
         with enough pixels for the request."""
+        max_dimension = self.config.settings.max_dimension
+        if serves_untouched(spec, crop, max_dimension):
+            return None  # the original's bytes, never pixels
         decoded = self.decoded.get(path)
         if decoded is None:
             return None
-        plan = plan_for(decoded.full_size, spec, crop, self.config.settings.max_dimension)
+        plan = plan_for(decoded.full_size, spec, crop, max_dimension)
         if not decoded.can_make(plan):
             return None
         return self._render(path, decoded, plan, spec, offers)
@@ -305,6 +309,7 @@ def make_worker_app(config: Config, state: WorkerState | None = None) -> Applica
         [
             *worker_routes(state.metrics, context),
             worker_purge_route(state.purge_answer, context),
+            *describe_routes(state, context),
             (r"/.*", WorkerHandler, {"state": state, "context": context}),
         ],
         log_function=log_worker_request,

@@ -112,6 +112,8 @@ class StubServer:
     uris: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     user_agents: list[str] = field(default_factory=list)
+    # The If-None-Match each request carried (Tornado answers 304 on a match).
+    conditions: list[str | None] = field(default_factory=list)
     port: int = 0  # set by ServerPool.stub
     arrivals: Arrivals = field(default_factory=lambda: Arrivals())
     _released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -162,6 +164,7 @@ class _StubHandler(RequestHandler):
             path,
             self.request.headers.get("User-Agent", ""),
         )
+        stub.conditions.append(self.request.headers.get("If-None-Match"))
         await stub._hold(path)
         location = stub._lookup(stub.redirects, path)
         if location is not None:

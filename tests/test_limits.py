@@ -125,7 +125,7 @@ def test_directory_origin_refuses_a_large_file() -> None:
         with open(os.path.join(root, "ok.jpg"), "wb") as handle:
             handle.write(SMALL_JPEG)
         origin = DirectoryOrigin(directory_origin("master", root), max_bytes=LIMIT)
-        assert asyncio.run(origin.fetch("ok.jpg")) == SMALL_JPEG
+        assert asyncio.run(origin.fetch("ok.jpg")).data == SMALL_JPEG
         with pytest.raises(SourceTooLarge):
             asyncio.run(origin.fetch("big.jpg"))
 

@@ -78,7 +78,9 @@ def fetch(origin_spec: OriginSpec, keys: Keys, path: str, max_bytes: int = 10 <<
         try:
             limits = FetchLimits(1.0, 3.0, max_bytes)
             origin = BucketOrigin(origin_spec, client, limits, NO_REDIRECTS, fixed(keys))
-            return await origin.fetch(path)
+            fetched = await origin.fetch(path)
+            assert fetched.data is not None
+            return fetched.data
         finally:
             client.close()
 
@@ -186,7 +188,7 @@ def test_credentials_from_a_profile_of_the_shared_file(
         try:
             origin = build_origin(profile_spec, client, FetchLimits(1.0, 3.0), NO_REDIRECTS)
             assert isinstance(origin, BucketOrigin)
-            return origin._credentials.method, await origin.fetch("photo.jpg")
+            return origin._credentials.method, (await origin.fetch("photo.jpg")).data
         finally:
             client.close()
 

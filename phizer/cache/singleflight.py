@@ -16,6 +16,10 @@ class SingleFlight(Generic[T]):
     def __len__(self) -> int:
         return len(self._inflight)
 
+    def __contains__(self, key: str) -> bool:
+        """Whether a call for ``key`` is under way."""
+        return key in self._inflight
+
     async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """Await ``work()`` once per key at a time; returns (result, joined).
 

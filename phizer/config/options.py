@@ -388,6 +388,24 @@ class Settings:
         maximum=10_000,
         shapes_output=True,
     )
+    original_ttl: int = option(
+        INTEGER,
+        0,
+        "seconds an original is trusted; past it the next request asks the origin whether it "
+        "changed (a conditional GET) and every size follows: unchanged keeps everything, new "
+        "bytes replace it, gone is 404; no finished image, and no `max-age`, outlives it. "
+        "`0`: cached until evicted, as in 2012",
+        minimum=0,
+        maximum=10 * 365 * 86400,
+    )
+    missing_ttl: int = option(
+        INTEGER,
+        5,
+        "seconds a photo that no origin has is remembered, so a storm of requests for it "
+        "costs the origins one; a purge forgets it; `0`: not remembered",
+        minimum=0,
+        maximum=86400,
+    )
     shutdown_timeout: float = option(
         SECONDS,
         10.0,

@@ -47,6 +47,8 @@ class DecodedOriginal:
     # untouched, left out): what the levels must be able to make.
     configured: tuple[ResizePlan, ...] = ()
     levels: dict[tuple[int, int], Image.Image] = field(default_factory=dict)
+    # Which bytes of the original it was decoded from (opaque to it).
+    version: bytes = b""
 
     @property
     def full_size(self) -> tuple[int, int]:
@@ -135,7 +137,7 @@ def _pixel_bytes(image: Image.Image) -> int:
 
 
 def decode_once(
-    fresh: FreshSource, specs: Iterable[SizeSpec], max_dimension: int
+    fresh: FreshSource, specs: Iterable[SizeSpec], max_dimension: int, version: bytes = b""
 ) -> DecodedOriginal:
     """Decode a still original once, at the smallest DCT scale from which
     every configured size can be made with LANCZOS and 2x headroom."""
@@ -144,7 +146,7 @@ def decode_once(
     wanted = working_size(*facts.size, served, max_dimension)
     pixels = decode(fresh.image, wanted, facts.orientation)
     configured = tuple(plan_resize(*facts.size, spec) for spec in served)
-    return DecodedOriginal(facts, pixels, configured)
+    return DecodedOriginal(facts, pixels, configured, version=version)
 
 
 def decode_once_covers(

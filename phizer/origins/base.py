@@ -1,22 +1,64 @@
-"""What every origin is: a name and ``fetch(path) -> bytes``.
+"""What every origin is: a name and ``fetch(path, validators) -> Fetched``.
 
-``fetch`` returns the original's bytes or raises ``NotFound`` (this origin
-does not have it), ``OriginError`` (502: it failed), ``OriginTimeout``
-(504) or ``SourceTooLarge`` (413).
+``fetch`` returns the original's bytes with its validators (or, given the
+validators of a copy, that the copy is still current), or raises
+``NotFound`` (this origin does not have it), ``OriginError`` (502: it
+failed), ``OriginTimeout`` (504) or ``SourceTooLarge`` (413).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Validators:
+    """What tells one version of an original from another: the HTTP
+    ``ETag`` and ``Last-Modified`` (a directory's file: its mtime and size)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.etag is not None or self.last_modified is not None
+
+    def conditional_headers(self) -> dict[str, str]:
+        """The headers of a conditional GET for the version they describe."""
+        headers = {}
+        if self.etag is not None:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified is not None:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> Validators:
+        return cls(_header(headers.get("ETag")), _header(headers.get("Last-Modified")))
+
+
+def _header(value: str | None) -> str | None:
+    # An origin's header goes back to it in a request: printable ASCII only.
+    if value is None or not value.isascii() or not value.isprintable() or len(value) > 256:
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An origin's answer: the bytes, or None when the copy asked about is current."""
+
+    data: bytes | None
+    validators: Validators = Validators()
+
+
 class Origin(Protocol):
     name: str
 
-    async def fetch(self, path: str) -> bytes: ...
+    async def fetch(self, path: str, validators: Validators | None = None) -> Fetched: ...
 
 
 @dataclass(frozen=True)

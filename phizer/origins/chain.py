@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 
 from phizer.errors import NotFound, PhizerError
-from phizer.origins.base import Origin
+from phizer.origins.base import Fetched, Origin, Validators
 
 
 class OriginSet:
@@ -16,22 +16,29 @@ class OriginSet:
         self.master = master
         self.slaves = tuple(slaves)
 
-    async def fetch(self, path: str) -> bytes:
+    async def fetch(self, path: str, validators: Validators | None = None) -> Fetched:
+        """The original, or (given the ``validators`` of a copy) that the copy
+        is current: an origin that has the same version says so."""
         failures: list[PhizerError] = []
         if self.master is not None:
             try:
-                return await self.master.fetch(path)
+                return await self.master.fetch(path, validators)
             except PhizerError as err:
                 failures.append(err)
         if self.slaves:
+            attempts: list[Awaitable[Fetched]] = [
+                slave.fetch(path, validators) for slave in self.slaves
+            ]
             try:
-                return await _first_success([s.fetch(path) for s in self.slaves], failures)
+                return await _first_success(attempts, failures)
             except PhizerError:
                 pass
         raise _summarise(failures)
 
 
-async def _first_success(attempts: list[Awaitable[bytes]], failures: list[PhizerError]) -> bytes:
+async def _first_success(
+    attempts: list[Awaitable[Fetched]], failures: list[PhizerError]
+) -> Fetched:
     tasks = [asyncio.ensure_future(attempt) for attempt in attempts]
     try:
         for finished in asyncio.as_completed(tasks):

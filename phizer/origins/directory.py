@@ -8,7 +8,7 @@ import stat
 
 from phizer.config.loader import OriginSpec
 from phizer.errors import NotFound, OriginError, SourceTooLarge
-from phizer.origins.base import DEFAULT_MAX_BYTES
+from phizer.origins.base import DEFAULT_MAX_BYTES, Fetched, Validators
 
 
 class DirectoryOrigin:
@@ -27,10 +27,11 @@ class DirectoryOrigin:
             raise NotFound(f"not found at origin {self.name}")
         return candidate
 
-    async def fetch(self, path: str) -> bytes:
-        return await asyncio.get_running_loop().run_in_executor(None, self._read, path)
+    async def fetch(self, path: str, validators: Validators | None = None) -> Fetched:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._read, path, validators)
 
-    def _read(self, path: str) -> bytes:
+    def _read(self, path: str, validators: Validators | None) -> Fetched:
         try:
             # O_NONBLOCK: opening a FIFO planted under the root must not hang.
             fd = os.open(self.resolve(path), os.O_RDONLY | os.O_NONBLOCK)
@@ -42,6 +43,10 @@ class DirectoryOrigin:
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             raise NotFound(f"not found at origin {self.name}")
+        current = Validators(etag=f'"{info.st_mtime_ns:x}-{info.st_size:x}"')
+        if validators is not None and validators.etag == current.etag:
+            os.close(fd)
+            return Fetched(None, current)  # same mtime and size: unchanged
         if info.st_size > self._max_bytes:
             os.close(fd)
             raise SourceTooLarge(f"source image is larger than {self._max_bytes} bytes")
@@ -49,4 +54,4 @@ class DirectoryOrigin:
             data = handle.read(self._max_bytes + 1)  # the file may grow meanwhile
         if len(data) > self._max_bytes:
             raise SourceTooLarge(f"source image is larger than {self._max_bytes} bytes")
-        return data
+        return Fetched(data, current)

@@ -8,7 +8,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from phizer.config.loader import OriginSpec
 from phizer.errors import NotFound, OriginError
-from phizer.origins.base import FetchLimits
+from phizer.origins.base import Fetched, FetchLimits, Validators
 from phizer.origins.redirects import RedirectGuard, RedirectRules
 from phizer.origins.transfer import get_following
 
@@ -37,12 +37,20 @@ class HttpOrigin:
     def url_for(self, path: str) -> str:
         return self._base + quote(path, safe="/")
 
-    async def fetch(self, path: str) -> bytes:
+    async def fetch(self, path: str, validators: Validators | None = None) -> Fetched:
+        conditional = validators.conditional_headers() if validators else {}
         answer = await get_following(
-            self._client, self.url_for(path), self.name, self._limits, self._guard
+            self._client,
+            self.url_for(path),
+            self.name,
+            self._limits,
+            self._guard,
+            headers_for=(lambda url: conditional) if conditional else None,
         )
         if answer.code == 200:
-            return answer.body
+            return Fetched(answer.body, Validators.from_headers(answer.headers))
+        if answer.code == 304 and validators:
+            return Fetched(None, validators)
         if answer.code in MISSING_STATUSES:
             raise NotFound(f"not found at origin {self.name}")
         raise OriginError(f"origin {self.name} answered {answer.code}")

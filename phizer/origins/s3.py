@@ -21,7 +21,7 @@ from tornado.httpclient import AsyncHTTPClient
 from phizer.config.loader import OriginSpec
 from phizer.config.origin_options import BucketSpec, RedirectHost
 from phizer.errors import NotFound, OriginError
-from phizer.origins.base import FetchLimits
+from phizer.origins.base import Fetched, FetchLimits, Validators
 from phizer.origins.credentials import DEFAULT_REGION, CredentialSource, lookup
 from phizer.origins.redirects import RedirectGuard, RedirectRules
 from phizer.origins.transfer import Answer, get_following
@@ -140,18 +140,24 @@ class BucketOrigin:
     def url_for(self, path: str) -> str:
         return key_url(self._base, self.bucket.prefix + path)
 
-    async def fetch(self, path: str) -> bytes:
+    async def fetch(self, path: str, validators: Validators | None = None) -> Fetched:
         frozen = await self._credentials.current(self.name)
+        conditional = validators.conditional_headers() if validators else {}
         answer = await get_following(
             self._client,
             self.url_for(path),
             self.name,
             self._limits,
             self._guard,
-            headers_for=lambda url: signed_headers(url, frozen, self.region),
+            headers_for=lambda url: {
+                **signed_headers(url, frozen, self.region),
+                **conditional,
+            },
             path_as_is=True,
         )
-        return self._body(answer)
+        if answer.code == 304 and validators:
+            return Fetched(None, validators)
+        return Fetched(self._body(answer), Validators.from_headers(answer.headers))
 
     def _body(self, answer: Answer) -> bytes:
         code, message = error_details(answer.body) if answer.code != 200 else (None, None)

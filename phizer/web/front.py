@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
@@ -32,7 +32,7 @@ from phizer.transport import TransportFailure, fetch
 from phizer.web.admin import FrontAdmin, front_routes, is_allowed, peer_address
 from phizer.web.handler import BaseHandler, HandlerContext, log_request
 from phizer.web.inflight import InFlight
-from phizer.web.metrics import ProcessMetrics
+from phizer.web.metrics import FrontMetrics
 from phizer.web.negotiate import offers_for, variant_key
 from phizer.web.preview import preview_routes
 from phizer.web.protocol import (
@@ -91,8 +91,10 @@ class FrontState:
         worker_urls: Sequence[str],
         client: AsyncHTTPClient,
         restarts: RestartBoard | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         settings = config.settings
+        self.clock = clock  # Unix time: whether finished images are past their original's
         self.config = config
         self.worker_urls = tuple(worker_urls)
         self.client = client
@@ -101,10 +103,10 @@ class FrontState:
         memory: ByteLRU[FinishedImage] = ByteLRU(
             0 if settings.disable_cache else settings.resized_cache_size
         )
-        self.metrics = ProcessMetrics({"resized": memory})
+        self.metrics = FrontMetrics({"resized": memory})
         self.metrics.watch_in_flight(self.in_flight)
         self.results = ReadThrough(
-            memory, open_tiers(config, RESULTS, self.metrics.tiers), Codec(_pack, _unpack)
+            memory, open_tiers(config, RESULTS, self.metrics.tiers), Codec(_pack, _unpack), clock
         )
         self.keys = TierKeys(config)
         # Requests waiting on each worker; past max_worker_queue new misses
@@ -124,6 +126,7 @@ class FrontState:
             self.bus.start(self.purges.heard)
 
     async def _purge_here(self, path: str) -> int:
+        self.metrics.purges.inc()
         return await self.results.purge(path, lambda: self.keys.group(path))
 
     async def finished(
@@ -236,7 +239,7 @@ class FrontHandler(BaseHandler):
     def _set_max_age(self, expires: float) -> None:
         """``max_age``, but never past the original's freshness (``expires``)."""
         max_age = self.state.config.settings.max_age
-        now = time.time()
+        now = self.state.clock()
         if max_age > 0 and expires:
             max_age = max(0, min(max_age, int(expires - now)))
         if max_age > 0:

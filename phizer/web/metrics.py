@@ -146,6 +146,14 @@ class ProcessMetrics:
         return generate_latest(self.registry)
 
 
+class FrontMetrics(ProcessMetrics):
+    def __init__(self, caches: Mapping[str, ByteLRU[Any]]) -> None:
+        super().__init__(caches)
+        self.purges = Counter(
+            "phizer_purges_total", "Photos purged in this process.", registry=self.registry
+        )
+
+
 class WorkerMetrics(ProcessMetrics):
     def __init__(self, caches: Mapping[str, ByteLRU[Any]]) -> None:
         super().__init__(caches)
@@ -160,4 +168,20 @@ class WorkerMetrics(ProcessMetrics):
             "Time to decode, resize and encode one image.",
             registry=self.registry,
             buckets=DEFAULT_BUCKETS,
+        )
+        self.revalidations = Counter(
+            "phizer_revalidations_total",
+            "Originals past original_ttl asked again of the origins, by what came back "
+            "(unchanged, changed, gone, failed).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.stale = Counter(
+            "phizer_stale_answers_total",
+            "Images made from an original past original_ttl (while it was revalidated, "
+            "or because the origins failed).",
+            registry=self.registry,
+        )
+        self.purges = Counter(
+            "phizer_purges_total", "Photos purged in this process.", registry=self.registry
         )

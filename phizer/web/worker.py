@@ -9,9 +9,13 @@ decode cannot make (an animation, a tight crop), for this request alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
@@ -19,10 +23,12 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application
 
 from phizer.cache.lru import ByteLRU
-from phizer.cache.readthrough import Codec, Names, ReadThrough
+from phizer.cache.missing import Missing
+from phizer.cache.readthrough import HIT, Codec, Names, ReadThrough
+from phizer.cache.singleflight import SingleFlight
 from phizer.config.loader import Config
 from phizer.config.sizes import SizeSpec
-from phizer.errors import NotFound
+from phizer.errors import NotFound, PhizerError
 from phizer.imaging import jpegscale
 from phizer.imaging.decode import set_pixel_limit
 from phizer.imaging.decoded import DecodedOriginal, decode_once, decode_once_covers
@@ -36,6 +42,7 @@ from phizer.imaging.pipeline import (
     untouched,
 )
 from phizer.imaging.source import FreshSource, PixelSource, open_original
+from phizer.origins.base import Fetched, Validators
 from phizer.origins.build import build_origin_set
 from phizer.origins.chain import OriginSet
 from phizer.tiers.chain import open_tiers
@@ -49,6 +56,7 @@ from phizer.web.inflight import InFlight
 from phizer.web.metrics import WorkerMetrics
 from phizer.web.protocol import (
     CACHE_HEADER,
+    EXPIRES_HEADER,
     FETCH_MS_HEADER,
     OFFERS_PARAM,
     RESIZE_MS_HEADER,
@@ -57,8 +65,14 @@ from phizer.web.protocol import (
 from phizer.web.purge import worker_purge_route
 from phizer.web.urls import parse_request_path
 
-# The worker's cache result when the decoded cache made the image.
+log = logging.getLogger("phizer.worker")
+
+# The worker's cache results beyond the read-through's: the decoded cache
+# made the image; the original was revalidated with the origins; a copy past
+# original_ttl was used (another request was revalidating, or the origins failed).
 DECODED = "decoded"
+REVALIDATED = "revalidated"
+STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -75,8 +89,21 @@ class Original:
     def nbytes(self) -> int:
         return len(self.data) + len(self.etag or "") + len(self.last_modified or "")
 
+    @cached_property
+    def digest(self) -> bytes:
+        """Tells these bytes from any other version of the photo."""
+        return hashlib.blake2b(self.data, digest_size=16).digest()
+
+    @property
+    def validators(self) -> Validators:
+        return Validators(self.etag, self.last_modified)
+
     def stale(self, ttl: float, now: float) -> bool:
         return ttl > 0 and now - self.fetched >= ttl
+
+    def fresh_until(self, ttl: float) -> float:
+        """Until when images made from it may be kept (0: as long as it is)."""
+        return self.fetched + ttl if ttl > 0 else 0.0
 
 
 _ORIGINAL_MAGIC = b"PZO1"
@@ -104,15 +131,24 @@ def unpack_original(payload: bytes) -> Original | None:
     return Original(payload[end + 1 :], fetched, etag, modified)
 
 
+def _original(fetched: Fetched, now: float) -> Original:
+    assert fetched.data is not None
+    validators = fetched.validators
+    return Original(fetched.data, now, validators.etag, validators.last_modified)
+
+
 class WorkerState:
     """Everything a worker keeps between requests."""
 
-    def __init__(self, config: Config, origins: OriginSet) -> None:
+    def __init__(
+        self, config: Config, origins: OriginSet, clock: Callable[[], float] = time.time
+    ) -> None:
         settings = config.settings
         set_pixel_limit(settings.max_source_pixels)
         jpegscale.three_eighths_works()  # probed now rather than on a first request
         self.config = config
         self.origins = origins
+        self.clock = clock  # Unix time: when originals were fetched, whether they are stale
         self.in_flight = InFlight()
         self.output = OutputOptions.from_settings(settings)
         memory: ByteLRU[Original] = ByteLRU(
@@ -128,8 +164,12 @@ class WorkerState:
             memory,
             open_tiers(config, ORIGINALS, self.metrics.tiers),
             Codec(pack_original, self._usable),
+            clock,
         )
         self.keys = TierKeys(config)
+        # One revalidation per original at a time (see original()).
+        self.revalidations: SingleFlight[tuple[Original, str]] = SingleFlight()
+        self.missing = Missing()
 
     def _usable(self, envelope: Envelope) -> Original | None:
         original = unpack_original(envelope.payload)
@@ -142,13 +182,65 @@ class WorkerState:
         return Names(path, path, lambda: self.keys.original(path), lambda: self.keys.group(path))
 
     async def original(self, path: str) -> tuple[Original, str]:
-        """The original's bytes and how they were had (see ``ReadThrough.get``)."""
-        return await self.originals.get(self.names(path), lambda: self._from_origins(path))
+        """The original's bytes and how they were had (see ``ReadThrough.get``;
+        ``revalidated`` or ``stale`` past ``original_ttl``)."""
+        names = self.names(path)
+        original, how = await self.originals.get(names, lambda: self._from_origins(path))
+        ttl = self.config.settings.original_ttl
+        if not original.stale(ttl, self.clock()):
+            return original, how
+        if path in self.revalidations:
+            # Another request is asking the origins: this one gets the copy.
+            self.metrics.stale.inc()
+            return original, STALE
+        (current, how), _ = await self.revalidations.run(
+            path, lambda: self._revalidate(names, original)
+        )
+        return current, how
+
+    async def _revalidate(self, names: Names, old: Original) -> tuple[Original, str]:
+        """Ask the origins whether ``old`` is current; keep it, replace it (and
+        drop what was made from it), or drop everything when it is gone."""
+        path = names.key
+        try:
+            fetched = await self._fetch(path, old.validators)
+        except NotFound:
+            self.metrics.revalidations.labels("gone").inc()
+            await self.purge(path)
+            raise
+        except PhizerError as error:
+            # stale-if-error: the copy keeps being served, and asked about again.
+            self.metrics.revalidations.labels("failed").inc()
+            self.metrics.stale.inc()
+            log.warning("revalidating %r failed (%s); serving the cached copy", path, error)
+            return old, STALE
+        now = self.clock()
+        if fetched.data is None or fetched.data == old.data:
+            self.metrics.revalidations.labels("unchanged").inc()
+            current = replace(old, fetched=now)
+        else:
+            self.metrics.revalidations.labels("changed").inc()
+            await self.purge(path)  # what was made from the old bytes goes too
+            current = _original(fetched, now)
+        self.originals.put(names, current)
+        return current, REVALIDATED
 
     async def _from_origins(self, path: str) -> Original:
+        return _original(await self._fetch(path), self.clock())
+
+    async def _fetch(self, path: str, validators: Validators | None = None) -> Fetched:
+        """From the origins; a photo none of them has is remembered for
+        ``missing_ttl`` seconds, so a storm of requests for it costs one fetch."""
+        if self.missing.get(path, 0.0) > time.monotonic():
+            raise NotFound("image not found at any origin (recently)")
         started = time.perf_counter()
         try:
-            return Original(await self.origins.fetch(path), time.time())
+            return await self.origins.fetch(path, validators)
+        except NotFound:
+            missing_ttl = self.config.settings.missing_ttl
+            if missing_ttl > 0:
+                self.missing.put(path, time.monotonic() + missing_ttl)
+            raise
         finally:
             self.metrics.fetch_seconds.observe(time.perf_counter() - started)
 
@@ -157,21 +249,31 @@ class WorkerState:
 
     async def purge(self, path: str) -> dict[str, int]:
         """Drop ``path``'s original and decode here, and mark its tier entries stale."""
+        self.metrics.purges.inc()
+        self.missing.discard(path)
         decoded = int(path in self.decoded)
         self.decoded.discard(path)
         originals = await self.originals.purge(path, lambda: self.keys.group(path))
         return {"originals": originals, "decoded": decoded}
 
     def from_decoded(
-        self, path: str, spec: SizeSpec, crop: Crop | None, offers: tuple[str, ...]
+        self,
+        path: str,
+        spec: SizeSpec,
+        crop: Crop | None,
+        offers: tuple[str, ...],
+        version: bytes | None = None,
     ) -> Rendered | None:
         """The image made from the decoded cache, when it holds this original
-        with enough pixels for the request."""
+        (of ``version``, when given) with enough pixels for the request."""
         max_dimension = self.config.settings.max_dimension
         if serves_untouched(spec, crop, max_dimension):
             return None  # the original's bytes, never pixels
         decoded = self.decoded.get(path)
         if decoded is None:
+            return None
+        if version is not None and decoded.version != version:
+            self.decoded.discard(path)  # made from other bytes of the photo
             return None
         plan = plan_for(decoded.full_size, spec, crop, max_dimension)
         if not decoded.can_make(plan):
@@ -190,9 +292,10 @@ class WorkerState:
         if serves_untouched(spec, crop, settings.max_dimension):
             return untouched(original.data, settings.max_source_pixels)
         # Requests that waited on the same fetch find the first one's decode.
+        version = original.digest if settings.original_ttl else None
         waited = path in self.decoded
         if waited:
-            rendered = self.from_decoded(path, spec, crop, offers)
+            rendered = self.from_decoded(path, spec, crop, offers, version)
             if rendered is not None:
                 return rendered
         fresh = self._open(original)
@@ -206,7 +309,7 @@ class WorkerState:
         )
         if not keep:
             return self._render(path, fresh, plan, spec, offers)
-        decoded = decode_once(fresh, sizes, settings.max_dimension)
+        decoded = decode_once(fresh, sizes, settings.max_dimension, version or b"")
         self.decoded.put(path, decoded)
         return self._render(path, decoded, plan, spec, offers)
 
@@ -273,16 +376,28 @@ class WorkerHandler(BaseHandler):
             self.cache_result = "abandoned"
             return
         fetched = started
-        rendered = state.from_decoded(request.path, spec, request.crop, offers)
+        ttl = state.config.settings.original_ttl
+        expires = 0.0
+        # Without original_ttl a decode is good for as long as it is kept;
+        # with it, the original's freshness is checked first.
+        rendered = None if ttl else state.from_decoded(request.path, spec, request.crop, offers)
         if rendered is not None:
             self.cache_result = DECODED
         else:
             original, self.cache_result = await state.original(request.path)
+            expires = original.fresh_until(ttl)
             fetched = time.perf_counter()
             if self.front_gone:
                 self.cache_result = "abandoned"
                 return
-            rendered = state.from_original(request.path, original, spec, request.crop, offers)
+            if ttl:
+                rendered = state.from_decoded(
+                    request.path, spec, request.crop, offers, original.digest
+                )
+                if rendered is not None and self.cache_result == HIT:
+                    self.cache_result = DECODED
+            if rendered is None:
+                rendered = state.from_original(request.path, original, spec, request.crop, offers)
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
         state.metrics.resize_seconds.observe(self.resize_ms / 1000)
@@ -290,6 +405,8 @@ class WorkerHandler(BaseHandler):
         self.set_header(FETCH_MS_HEADER, f"{self.fetch_ms:.1f}")
         self.set_header(RESIZE_MS_HEADER, f"{self.resize_ms:.1f}")
         self.set_header(CACHE_HEADER, self.cache_result)
+        if expires:
+            self.set_header(EXPIRES_HEADER, f"{expires:.3f}")
         self.finish(rendered.data)
 
 

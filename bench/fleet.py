@@ -77,6 +77,9 @@ class RunResult:
     seconds: float
     # Tier errors, skipped calls and dropped writes, when there were any.
     tier_problems: dict[str, int]
+    # With a shared Redis: from a purge on one host until the other served
+    # the photo's new bytes at every size, in milliseconds.
+    purge_ms: float | None = None
 
     @property
     def fetches_per_original(self) -> float:
@@ -222,6 +225,9 @@ def run(
             raise SystemExit("time limit reached; use fewer --photos")
         fetched = sum(origin.count(name) for name in names) - fetched_before
         after = {name: fleet_metric(hosts, name) - before[name] for name in counted}
+        purge_ms = None
+        if cache and options.store == "redis":
+            purge_ms = purge_reaches_the_other_host(hosts, origin, names[0], deadline)
     return RunResult(
         mode,
         len(urls),
@@ -232,7 +238,27 @@ def run(
         after[RESIZES],
         seconds,
         {name: after[name] for name in TIER_PROBLEMS if after[name]},
+        purge_ms,
     )
+
+
+def purge_reaches_the_other_host(
+    hosts: list[PhizerProcess], origin: OriginServer, name: str, deadline: float
+) -> float:
+    """Replace ``name`` at the origin, purge it on the first host and time
+    how long until the second serves the new bytes at every size."""
+    urls = [f"/{size}/{name}" for size in SIZES]
+    old = [http_get(hosts[1].port, url).body for url in urls]
+    origin.add(name, encode(photo(900, 600), "JPEG", quality=90))
+    started = time.monotonic()
+    if http_get(hosts[0].port, f"/_purge/{name}", method="POST").status != 200:
+        raise SystemExit("the purge was refused")
+    while time.monotonic() < deadline:
+        now = [http_get(hosts[1].port, url).body for url in urls]
+        if all(new != before for new, before in zip(now, old, strict=True)):
+            return 1000 * (time.monotonic() - started)
+        time.sleep(0.01)
+    raise SystemExit("the other host never served the purged photo's new bytes")
 
 
 def report(results: list[RunResult]) -> str:
@@ -250,6 +276,8 @@ def report(results: list[RunResult]) -> str:
     for r in results:
         if r.tier_problems:
             lines.append(f"{r.mode}: {r.tier_problems}")
+        if r.purge_ms is not None:
+            lines.append(f"{r.mode}: a purge on one host reached the other in {r.purge_ms:.0f} ms")
     without, with_tier = results
     ratio = with_tier.requests_per_second / without.requests_per_second
     lines.append(f"throughput ratio (shared / none): {ratio:.2f}")

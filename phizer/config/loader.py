@@ -52,6 +52,9 @@ class Settings:
     # Hardening limits.
     max_source_bytes: int = 50 * MIB
     max_source_pixels: int = 50_000_000
+    max_jpeg_scans: int = 64
+    max_chunks: int = 10_000
+    decode_timeout: float = 10.0
     client_timeout: float = 10.0
     max_client_connections: int = 4096
     # Image fidelity and formats.
@@ -107,6 +110,9 @@ _SETTING_PARSERS: dict[str, Callable[[str], Any]] = {
     "origin_timeout": values.parse_seconds,
     "max_source_bytes": lambda v: _at_least(values.parse_byte_size(v), 1),
     "max_source_pixels": lambda v: values.parse_int(v, 1),
+    "max_jpeg_scans": lambda v: values.parse_int(v, 1, 100_000),
+    "max_chunks": lambda v: values.parse_int(v, 16, 100_000_000),
+    "decode_timeout": values.parse_seconds,
     "client_timeout": values.parse_seconds,
     "max_client_connections": lambda v: values.parse_int(v, 16, 1_000_000),
     "keep_icc": values.parse_bool,

@@ -16,13 +16,14 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application
 
+from phizer.cache.locked import LockedLRU
 from phizer.cache.lru import ByteLRU
 from phizer.cache.readthrough import Codec, ReadThrough
 from phizer.config.loader import Config
 from phizer.config.sizes import SizeSpec
 from phizer.errors import NotFound
 from phizer.imaging import jpegscale
-from phizer.imaging.decode import set_pixel_limit
+from phizer.imaging.decode import DecodeLimits, set_pixel_limit
 from phizer.imaging.decoded import DecodedOriginal, decode_once, decode_once_covers
 from phizer.imaging.geometry import Crop, ResizePlan
 from phizer.imaging.pipeline import (
@@ -49,6 +50,7 @@ from phizer.web.protocol import (
     RESIZE_MS_HEADER,
     parse_offers,
 )
+from phizer.web.renderer import Renderer
 from phizer.web.urls import parse_request_path
 
 # The worker's cache result when the decoded cache made the image.
@@ -75,11 +77,13 @@ class WorkerState:
         self.origins = origins
         self.in_flight = InFlight()
         self.output = OutputOptions.from_settings(settings)
+        self.limits = DecodeLimits(settings.max_jpeg_scans, settings.max_chunks)
+        self.renderer = Renderer(settings.decode_timeout)
         memory: ByteLRU[Original] = ByteLRU(
             0 if settings.disable_cache else settings.client_cache_size
         )
         # Originals decoded once, kept with the levels every size is made from.
-        self.decoded: ByteLRU[DecodedOriginal] = ByteLRU(
+        self.decoded: ByteLRU[DecodedOriginal] = LockedLRU(
             0 if settings.disable_cache else settings.decoded_cache_size
         )
         self.metrics = WorkerMetrics({"originals": memory, "decoded": self.decoded})
@@ -131,7 +135,7 @@ class WorkerState:
     ) -> Rendered:
         settings = self.config.settings
         if serves_untouched(spec, crop, settings.max_dimension):
-            return untouched(original.data, settings.max_source_pixels)
+            return untouched(original.data, settings.max_source_pixels, self.limits)
         # Requests that waited on the same fetch find the first one's decode.
         waited = path in self.decoded
         if waited:
@@ -161,6 +165,7 @@ class WorkerState:
             output.max_frames,
             not output.strip_metadata,
             settings.max_source_pixels,
+            self.limits,
         )
 
     def _render(
@@ -187,6 +192,7 @@ class WorkerState:
     async def close(self, timeout: float) -> None:
         """Finish pending write-backs (at most ``timeout`` s), release the tiers."""
         await self.originals.close(timeout)
+        self.renderer.close()
 
 
 class WorkerHandler(BaseHandler):
@@ -224,7 +230,10 @@ class WorkerHandler(BaseHandler):
             if self.front_gone:
                 self.cache_result = "abandoned"
                 return
-            rendered = state.from_original(request.path, original, spec, request.crop, offers)
+            # Decoding is where a hostile original costs: in a render thread, on a budget.
+            rendered = await state.renderer.run(
+                state.from_original, request.path, original, spec, request.crop, offers
+            )
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
         state.metrics.resize_seconds.observe(self.resize_ms / 1000)

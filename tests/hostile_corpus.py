@@ -45,6 +45,8 @@ from tests.imagetools import encode, photo
 MIB = 1024 * 1024
 SIZE = "s100"  # 100x100, max: fits inside, keeps the aspect ratio
 SIZE_BOX = (100, 100)
+BIG_SIZE = "big"  # at or above max_dimension: the original is served untouched
+SIZES = {SIZE: "100x100", BIG_SIZE: "5000x5000"}
 SOURCE = (160, 120)  # fits SIZE_BOX as exactly 100x75
 MAX_PATH_LENGTH = 2048
 
@@ -88,6 +90,8 @@ class Case:
     max_seconds: float | None = None
     untouched: tuple[str, ...] = ()
     group: str = ""
+    expected_type: str | None = None  # the Content-Type of a 200
+    max_body: int | None = None  # bytes a 200 may have at most
 
     @property
     def filename(self) -> str:
@@ -563,20 +567,27 @@ def image_cases(limits: Limits) -> list[Case]:
     side = int(limits.max_source_pixels**0.5) + 100  # just over the pixel limit
 
     def case(
-        name: str, data: bytes, status: int, fmt: str | None = None, size: tuple[int, int] = SOURCE
+        name: str,
+        data: bytes,
+        status: int,
+        fmt: str | None = None,
+        size: tuple[int, int] = SOURCE,
+        **extra: object,
     ) -> Case:
         extension = {"png": "png", "gif": "gif", "webp": "webp"}.get(name.split("-")[0], "jpg")
         origin_path = f"image/{name}.{extension}"
+        code = str(extra.pop("size_code", SIZE))
         return Case(
             name,
-            _path(origin_path),
+            f"/{code}/{origin_path}",
             Serve(data),
             status,
             origin_path=origin_path,
-            expected_size=fit(size) if status == 200 else None,
+            expected_size=(fit(size) if code == SIZE else size) if status == 200 else None,
             expected_format=fmt if status == 200 else None,
             origin_hits=1,
             group="image",
+            **extra,  # type: ignore[arg-type]
         )
 
     return [
@@ -589,6 +600,31 @@ def image_cases(limits: Limits) -> list[Case]:
         case("jpeg-sof-over-limit", jpeg_declaring(side, side), 413),
         case("jpeg-sof-65535", jpeg_declaring(65535, 65535), 413),
         case("jpeg-real-over-limit", jpeg((side, side)), 413),
+        # Structure that costs a decoder far more than the pixels: refused
+        # from the bytes, before any decoder runs.
+        case("jpeg-scan-bomb", jpeg_scan_bomb(3000), 413, max_seconds=1.0),
+        case("jpeg-app-segments", jpeg_segments(0xE5, 20_000), 413, max_seconds=1.0),
+        case("png-many-chunks", png_many_chunks(20_000), 413, max_seconds=1.0),
+        case("gif-many-extensions", gif_frames_1x1(1, extensions=20_000), 413, max_seconds=1.0),
+        # Cheap to serve, as long as nothing reads (or keeps) what it need not.
+        case("gif-50000-frames", gif_frames_1x1(50_000), 200, "GIF", size=(1, 1)),
+        case("png-ztxt-flood", png_ztxt(20, MIB), 200, "PNG", size=(32, 24)),
+        case("jpeg-mpo", mpo(), 200, "JPEG", expected_type="image/jpeg"),
+        case(
+            "jpeg-mpo-untouched",
+            mpo(),
+            200,
+            "MPO",
+            size_code=BIG_SIZE,
+            expected_type="image/jpeg",
+        ),
+        case(
+            "jpeg-icc-1mib",
+            jpeg(icc_profile=large_profile(MIB)),
+            200,
+            "JPEG",
+            max_body=64 * 1024,
+        ),
         # Unusual but valid: served at the right size.
         case("jpeg-cmyk-adobe", jpeg_cmyk(), 200, "JPEG"),
         case("jpeg-ycck", jpeg_cmyk(transform=2), 200, "JPEG"),
@@ -639,6 +675,10 @@ def unsupported_cases() -> list[Case]:
         case("ico", encode(small, "ICO")),
         case("svg", SVG),
         case("xbm", encode(small.convert("1"), "XBM")),
+        case("cur", cur()),
+        case("pcx", encode(small, "PCX")),
+        case("tga", encode(small, "TGA")),
+        case("svg-after-comment", svg_after_comment()),
     ]
 
 

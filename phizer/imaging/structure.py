@@ -49,12 +49,14 @@ def check_structure(data: bytes, limits: DecodeLimits) -> None:
 
 
 def jpeg_scans(data: bytes, limits: DecodeLimits) -> int:
-    """The scans (SOS markers) of the first image, counted up to the limits.
+    """The scans (SOS markers) of the first image, or an upper bound of
+    them within ``max_jpeg_scans``; ``TooComplex`` past the limits.
 
     A baseline JPEG whose first scan holds every component has only that
-    one (libjpeg refuses a second); otherwise every scan is found by
-    skipping its entropy-coded data, unless the SOS byte pairs left in the
-    whole file are already few enough.
+    one (libjpeg refuses a second). Otherwise, when the SOS byte pairs left
+    in the whole file are few enough, that count is the answer (a scan's
+    entropy-coded data never holds one); else every scan is found by
+    skipping its entropy-coded data.
     """
     pos, end = 2, len(data)
     segments = scans = components = 0
@@ -88,8 +90,9 @@ def jpeg_scans(data: bytes, limits: DecodeLimits) -> int:
             in_scan = data[pos - length + 2] if length >= 3 else 0
             if not progressive and in_scan >= components:
                 return scans
-            if data.count(b"\xff\xda", pos) + scans <= limits.max_jpeg_scans:
-                return scans  # an upper bound on the scans left
+            bound = scans + data.count(b"\xff\xda", pos)
+            if bound <= limits.max_jpeg_scans:
+                return bound
         found = _NEXT_MARKER.search(data, pos)
         if found is None:
             return scans

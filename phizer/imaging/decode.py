@@ -22,8 +22,6 @@ from phizer.imaging.formats import ALLOWED_FORMATS
 from phizer.imaging.metadata import ORIENTATION_TAG
 from phizer.imaging.structure import DEFAULT_LIMITS, DecodeLimits, check_structure
 
-__all__ = ["DEFAULT_LIMITS", "DecodeLimits", "image_format", "open_image", "unsupported_format"]
-
 DEFAULT_MAX_PIXELS = 50_000_000
 # Image containers Pillow has no plugin for, named so the client is told
 # why they are refused (what Pillow can open is named by Pillow).

@@ -101,6 +101,7 @@ def unsupported_format(data: bytes) -> str | None:
     it (no decoder runs); SVG, PDF and HEIF have no plugin and are named
     from their own structure. None: not an image at all.
     """
+    Image.init()  # every plugin registered, not only the common ones
     for name in Image.ID:
         if name in ALLOWED_FORMATS or name == "MPO":
             continue

@@ -175,6 +175,7 @@ class _Chunked(RequestHandler):
 
 class TestHttpOriginLimit(PoolTestCase):
     def get_app(self) -> Application:
+        self.saved_pixel_limit = Image.MAX_IMAGE_PIXELS  # a worker sets it for its process
         self.pool = ServerPool(self.io_loop)
         self.origin, origin_port = self.pool.stub(
             StubServer(files={"big.jpg": b"\xff" * (LIMIT * 4), "small.jpg": SMALL_JPEG})
@@ -188,6 +189,10 @@ class TestHttpOriginLimit(PoolTestCase):
         )[1]
         app, self.state = self.pool.worker_app(config)
         return app
+
+    def tearDown(self) -> None:
+        super().tearDown()
+        set_pixel_limit(self.saved_pixel_limit)
 
     def test_content_length_over_the_limit_is_413(self) -> None:
         self.assertEqual(self.get("/s100/big.jpg").code, 413)

@@ -49,6 +49,7 @@ from PIL import Image
 # The port picking of the end-to-end tests, from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.hostile_corpus import gif_frames_1x1, jpeg_scan_bomb, png_many_chunks
 from tests.ports import free_port_block
 
 HOST = "127.0.0.1"
@@ -195,7 +196,7 @@ class Corpus:
     root: Path
     images: tuple[CorpusImage, ...]
     undecodable: tuple[str, ...]  # garbage, truncated, empty
-    bomb: str
+    bombs: tuple[str, ...]  # pixels or structure over the limits
 
     def summary(self) -> dict[str, object]:
         sizes = [image.nbytes for image in self.images]
@@ -207,7 +208,7 @@ class Corpus:
             "total_mib": round(sum(sizes) / MIB, 1),
             "largest_bytes": max(sizes),
             "largest_pixels": max(pixels),
-            "bad_inputs": [*self.undecodable, self.bomb],
+            "bad_inputs": [*self.undecodable, *self.bombs],
         }
 
 
@@ -220,11 +221,15 @@ def build_corpus(root: Path, count: int, rng: random.Random) -> Corpus:
     (bad / "truncated.jpg").write_bytes(whole[: len(whole) * 2 // 5])
     (bad / "empty.jpg").write_bytes(b"")
     (bad / "bomb.png").write_bytes(png_bomb(BOMB_SIDE, BOMB_SIDE))
+    # Structure that costs a decoder seconds (refused before decoding).
+    (bad / "scans.jpg").write_bytes(jpeg_scan_bomb(3000, (2000, 2000)))
+    (bad / "chunks.png").write_bytes(png_many_chunks(200_000))
+    (bad / "blocks.gif").write_bytes(gif_frames_1x1(1, extensions=200_000))
     return Corpus(
         root,
         tuple(images),
         ("bad/garbage.jpg", "bad/truncated.jpg", "bad/empty.jpg"),
-        "bad/bomb.png",
+        ("bad/bomb.png", "bad/scans.jpg", "bad/chunks.png", "bad/blocks.gif"),
     )
 
 
@@ -429,7 +434,7 @@ def _bad_target(kind: str, corpus: Corpus, rng: random.Random, n: int) -> Target
         return Target("GET", f"/{size}/missing/{n}-{filename}", kind, expected)
     if kind == "post":
         return Target("POST", f"/{size}/{image.path}", kind, expected)
-    name = corpus.bomb if kind == "bomb" else rng.choice(corpus.undecodable)
+    name = rng.choice(corpus.bombs if kind == "bomb" else corpus.undecodable)
     crop = "" if rng.random() < 0.5 else "/" + _random_crop(rng)
     if kind == "undecodable" and size == PASSTHROUGH_SIZE and not crop:
         # Documented: an uncropped size at max_dimension returns the original

@@ -45,6 +45,12 @@ class SourceTooLarge(PhizerError):
     message = "source image too large"
 
 
+class TooComplex(SourceTooLarge):
+    """A file whose structure asks too much of a decoder (scans, chunks, blocks)."""
+
+    message = "source image too complex"
+
+
 class UriTooLong(PhizerError):
     status = 414
     message = "request URI too long"
@@ -78,6 +84,11 @@ class OriginTimeout(PhizerError):
 class WorkerTimeout(PhizerError):
     status = 504
     message = "worker timeout"
+
+
+class DecodeTimeout(PhizerError):
+    status = 504
+    message = "image took too long to render"
 
 
 class ConfigError(Exception):

@@ -45,6 +45,8 @@ from tests.imagetools import encode, photo
 MIB = 1024 * 1024
 SIZE = "s100"  # 100x100, max: fits inside, keeps the aspect ratio
 SIZE_BOX = (100, 100)
+BIG_SIZE = "big"  # at or above max_dimension: the original is served untouched
+SIZES = {SIZE: "100x100", BIG_SIZE: "5000x5000"}
 SOURCE = (160, 120)  # fits SIZE_BOX as exactly 100x75
 MAX_PATH_LENGTH = 2048
 
@@ -90,6 +92,8 @@ class Case:
     # (path, bytes) the master serves too: where a followed redirect leads.
     served: tuple[tuple[str, bytes], ...] = ()
     group: str = ""
+    expected_type: str | None = None  # the Content-Type of a 200
+    max_body: int | None = None  # bytes a 200 may have at most
 
     @property
     def filename(self) -> str:
@@ -269,6 +273,76 @@ def jpeg_with_exif(kind: str, values: Iterable[int] | bytes) -> bytes:
     return jpeg(exif=exif_orientation(kind, values))
 
 
+# -- Structure that costs a decoder far more than its pixels
+
+
+def jpeg_segments(kind: int, count: int, payload: bytes = b"") -> bytes:
+    """``count`` marker segments of type ``0xFF<kind>`` (an APPn, say) right after SOI."""
+    segment = bytes((0xFF, kind)) + struct.pack(">H", 2 + len(payload)) + payload
+    data = jpeg((64, 48))
+    return data[:2] + segment * count + data[2:]
+
+
+def jpeg_scan_bomb(repeats: int, size: tuple[int, int] = (256, 256)) -> bytes:
+    """A progressive JPEG with ``repeats`` more scans of its luma's last AC
+    coefficient, each a few bytes of end-of-band runs: every one is another
+    pass of the decoder over all the luma blocks."""
+    data = encode(Image.new("RGB", size, (90, 140, 200)), "JPEG", progressive=True)
+    blocks = -(-size[0] // 8) * -(-size[1] // 8)
+    # An AC table whose only code, "0", is EOBRUN symbol 0xE0: with its 14
+    # extra bits set, one code ends 32767 blocks.
+    table = b"\x10" + bytes([1] + [0] * 15) + b"\xe0"
+    dht = b"\xff\xc4" + struct.pack(">H", 2 + len(table)) + table
+    bits = "0" + "1" * 14
+    stream = bits * -(-blocks // 32767)
+    stream += "1" * (-len(stream) % 8)
+    entropy = int(stream, 2).to_bytes(len(stream) // 8, "big").replace(b"\xff", b"\xff\x00")
+    scan = b"\xff\xda" + struct.pack(">HBBBBBB", 8, 1, 1, 0x00, 63, 63, 0) + entropy
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + dht + scan * repeats + data[end:]
+
+
+def png_many_chunks(count: int, size: tuple[int, int] = (1, 1)) -> bytes:
+    """A small PNG with ``count`` empty private chunks before its pixels."""
+    data = png(size)
+    idat = data.index(b"IDAT") - 4
+    return data[:idat] + png_chunk(b"prVt", b"") * count + data[idat:]
+
+
+def png_ztxt(chunks: int, text_bytes: int) -> bytes:
+    """A small PNG with ``chunks`` zTXt chunks, each ``text_bytes`` once inflated."""
+    data = png((32, 24))
+    idat = data.index(b"IDAT") - 4
+    text = zlib.compress(b"A" * text_bytes, 9)
+    extra = b"".join(png_chunk(b"zTXt", b"k%d\x00\x00" % i + text) for i in range(chunks))
+    return data[:idat] + extra + data[idat:]
+
+
+def gif_frames_1x1(frames: int, extensions: int = 0) -> bytes:
+    """A GIF of ``frames`` one-pixel frames after ``extensions`` empty comments."""
+    frame = b"," + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + _GIF_ONE_PIXEL_LZW
+    head = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + _GIF_TWO_COLOURS
+    return head + b"!\xfe\x00" * extensions + frame * frames + b";"
+
+
+def mpo(size: tuple[int, int] = SOURCE) -> bytes:
+    """A two-picture MPO, as cameras and phones write them."""
+    first, second = picture(size), picture(size).rotate(180)
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[second], quality=90)
+    return buffer.getvalue()
+
+
+def large_profile(total: int) -> bytes:
+    """A valid sRGB ICC profile padded to ``total`` bytes (its header says so)."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    padded = bytearray(profile + bytes(total - len(profile)))
+    struct.pack_into(">I", padded, 0, total)
+    return bytes(padded)
+
+
 # -- Formats Pillow opens and phizer must not serve
 
 
@@ -279,6 +353,22 @@ def psd(size: tuple[int, int] = (32, 24)) -> bytes:
     sections = struct.pack(">III", 0, 0, 0)  # colour mode data, resources, layers
     planes = b"".join(bytes([value]) * (width * height) for value in (200, 100, 50))
     return header + sections + struct.pack(">H", 0) + planes
+
+
+def cur(side: int = 32) -> bytes:
+    """A Windows cursor: one 24-bit bitmap (its DIB header counts the AND
+    mask's rows too) and its hotspot."""
+    dib = struct.pack("<IiiHHIIiiII", 40, side, 2 * side, 1, 24, 0, 0, 0, 0, 0, 0)
+    pixels = picture((side, side)).transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    rows = pixels.convert("RGB").tobytes("raw", "BGR") + bytes(4 * side)  # colours, mask
+    image = dib + rows
+    entry = struct.pack("<BBBBHHII", side, side, 0, 0, 1, 1, len(image), 6 + 16)
+    return struct.pack("<HHH", 0, 2, 1) + entry + image
+
+
+def svg_after_comment(comment: int = 2000) -> bytes:
+    head, body = SVG.split(b"\n", 1)
+    return head + b"\n<!-- " + b"x" * comment + b" -->\n" + body
 
 
 SVG = (
@@ -485,20 +575,27 @@ def image_cases(limits: Limits) -> list[Case]:
     side = int(limits.max_source_pixels**0.5) + 100  # just over the pixel limit
 
     def case(
-        name: str, data: bytes, status: int, fmt: str | None = None, size: tuple[int, int] = SOURCE
+        name: str,
+        data: bytes,
+        status: int,
+        fmt: str | None = None,
+        size: tuple[int, int] = SOURCE,
+        **extra: object,
     ) -> Case:
         extension = {"png": "png", "gif": "gif", "webp": "webp"}.get(name.split("-")[0], "jpg")
         origin_path = f"image/{name}.{extension}"
+        code = str(extra.pop("size_code", SIZE))
         return Case(
             name,
-            _path(origin_path),
+            f"/{code}/{origin_path}",
             Serve(data),
             status,
             origin_path=origin_path,
-            expected_size=fit(size) if status == 200 else None,
+            expected_size=(fit(size) if code == SIZE else size) if status == 200 else None,
             expected_format=fmt if status == 200 else None,
             origin_hits=1,
             group="image",
+            **extra,  # type: ignore[arg-type]
         )
 
     return [
@@ -511,6 +608,31 @@ def image_cases(limits: Limits) -> list[Case]:
         case("jpeg-sof-over-limit", jpeg_declaring(side, side), 413),
         case("jpeg-sof-65535", jpeg_declaring(65535, 65535), 413),
         case("jpeg-real-over-limit", jpeg((side, side)), 413),
+        # Structure that costs a decoder far more than the pixels: refused
+        # from the bytes, before any decoder runs.
+        case("jpeg-scan-bomb", jpeg_scan_bomb(3000), 413, max_seconds=1.0),
+        case("jpeg-app-segments", jpeg_segments(0xE5, 20_000), 413, max_seconds=1.0),
+        case("png-many-chunks", png_many_chunks(20_000), 413, max_seconds=1.0),
+        case("gif-many-extensions", gif_frames_1x1(1, extensions=20_000), 413, max_seconds=1.0),
+        # Cheap to serve, as long as nothing reads (or keeps) what it need not.
+        case("gif-50000-frames", gif_frames_1x1(50_000), 200, "GIF", size=(1, 1)),
+        case("png-ztxt-flood", png_ztxt(20, MIB), 200, "PNG", size=(32, 24)),
+        case("jpeg-mpo", mpo(), 200, "JPEG", expected_type="image/jpeg"),
+        case(
+            "jpeg-mpo-untouched",
+            mpo(),
+            200,
+            "MPO",
+            size_code=BIG_SIZE,
+            expected_type="image/jpeg",
+        ),
+        case(
+            "jpeg-icc-1mib",
+            jpeg(icc_profile=large_profile(MIB)),
+            200,
+            "JPEG",
+            max_body=64 * 1024,
+        ),
         # Unusual but valid: served at the right size.
         case("jpeg-cmyk-adobe", jpeg_cmyk(), 200, "JPEG"),
         case("jpeg-ycck", jpeg_cmyk(transform=2), 200, "JPEG"),
@@ -561,6 +683,10 @@ def unsupported_cases() -> list[Case]:
         case("ico", encode(small, "ICO")),
         case("svg", SVG),
         case("xbm", encode(small.convert("1"), "XBM")),
+        case("cur", cur()),
+        case("pcx", encode(small, "PCX")),
+        case("tga", encode(small, "TGA")),
+        case("svg-after-comment", svg_after_comment()),
     ]
 
 

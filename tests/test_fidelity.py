@@ -20,7 +20,7 @@ from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, PngImagePlu
 from phizer.config.loader import Settings
 from phizer.config.sizes import Constraint, SizeSpec
 from phizer.errors import SourceTooLarge, UnsupportedImage
-from phizer.imaging.decode import refused_format
+from phizer.imaging.decode import unsupported_format
 from phizer.imaging.formats import choose_format
 from phizer.imaging.pipeline import OutputOptions, output_quality, render
 from phizer.imaging.qualities import quality_for
@@ -847,7 +847,7 @@ def heif_header(major: bytes, compatible: bytes) -> bytes:
     ],
 )
 def test_heic_is_refused_and_avif_is_not(data, name):
-    assert refused_format(data) == name
+    assert unsupported_format(data) == name
     if name is not None:
         with pytest.raises(UnsupportedImage):
             render(data, size(10, 10), None, DEFAULTS)

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_support import (
+    DEFAULT_SIZES,
     HOST,
     PhizerProcess,
     Response,
@@ -35,7 +36,15 @@ from tests.e2e_support import (
     worker_for,
     worker_name,
 )
-from tests.hostile_corpus import SIZE, Case, Limits, build_corpus, jpeg
+from tests.hostile_corpus import (
+    SIZE,
+    SIZES,
+    Case,
+    Limits,
+    build_corpus,
+    jpeg,
+    jpeg_scan_bomb,
+)
 from tests.hostile_origin import HostileOrigin, NeverAnswer, Serve, SlowChunked
 from tests.imagetools import decode
 
@@ -67,6 +76,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp_path_factory.mktemp("phizer-hostile"),
         master,  # type: ignore[arg-type]  # the same interface as OriginServer
         slaves=[slave],  # type: ignore[list-item]
+        sizes={**DEFAULT_SIZES, **SIZES},
         properties=LIMITS.properties(),
         num_workers=NUM_WORKERS,
     )
@@ -187,6 +197,11 @@ def check_image(case: Case, response: Response) -> list[str]:
         problems.append(f"size {image.size}, expected {case.expected_size}")
     if case.expected_format is not None and image.format != case.expected_format:
         problems.append(f"format {image.format}, expected {case.expected_format}")
+    content_type = response.header("Content-Type")
+    if case.expected_type is not None and content_type != case.expected_type:
+        problems.append(f"Content-Type {content_type!r}, expected {case.expected_type!r}")
+    if case.max_body is not None and len(response.body) > case.max_body:
+        problems.append(f"{len(response.body)} bytes, expected at most {case.max_body}")
     return problems
 
 
@@ -269,6 +284,42 @@ def test_worker_killed_mid_request(tmp_path: Path) -> None:
         assert {k: v for k, v in after.items() if k != name} == {
             k: v for k, v in before.items() if k != name
         }
+    finally:
+        phizer.stop()
+        master.stop()
+
+
+def test_a_decode_over_budget_leaves_the_worker_free(tmp_path: Path) -> None:
+    """A file that passes the structure limits and still decodes for
+    seconds: an unrelated image on the same worker is answered within 2 s
+    meanwhile, and the slow one gets 504 at ``decode_timeout``."""
+    decode_timeout = 1.5
+    slow = "slow/bomb.jpg"
+    master = HostileOrigin().start()
+    # Thousands of scans over 16 MP: seconds of decoding from 220 kB.
+    master.script(slow, Serve(jpeg_scan_bomb(4000, (4000, 4000))))
+    phizer = PhizerProcess(
+        tmp_path,
+        master,  # type: ignore[arg-type]
+        properties={"decode_timeout": decode_timeout, "max_jpeg_scans": 100_000},
+        num_workers=1,
+    )
+    try:
+        phizer.start()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(_timed_get, phizer.port, f"/{SIZE}/{slow}")
+            wait_until(lambda: master.count(slow) == 1, 10.0, "the slow request never reached")
+            asked = time.monotonic()
+            good = http_get(phizer.port, f"/{SIZE}/0x0/900x1000/{phizer.ready_files[1]}")
+            good_answered = time.monotonic()
+            response, slow_answered = pending.result(timeout=CLIENT_TIMEOUT)
+        assert good.status == 200, good.body
+        assert good_answered - asked < 2.0, f"answered after {good_answered - asked:.1f}s"
+        assert response.status == 504, (response.status, response.body)
+        assert b"render" in response.body
+        assert slow_answered > good_answered  # not served before the slow one was given up
+        assert phizer.get(f"/{SIZE}/0x0/800x1000/{phizer.ready_files[1]}").status == 200
+        assert "Traceback" not in phizer.log_text()
     finally:
         phizer.stop()
         master.stop()

@@ -13,9 +13,10 @@ from PIL import Image
 from tornado.web import Application, RequestHandler
 
 from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
-from phizer.imaging.decode import open_image, refused_format, set_pixel_limit
+from phizer.imaging.decode import open_image, set_pixel_limit, unsupported_format
 from phizer.origins.directory import DirectoryOrigin
 from phizer.origins.transfer import BoundedSink
+from tests.hostile_corpus import cur, psd, svg_after_comment
 from tests.http_support import (
     PoolTestCase,
     ServerPool,
@@ -84,26 +85,58 @@ def test_limit_above_pillows_default_is_honoured() -> None:
     assert image.size == (10_000, 10_000)
 
 
+SMALL = photo(40, 30)
+
+
 @pytest.mark.parametrize(
     ("data", "name"),
     [
-        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "PostScript/EPS"),
-        (b"%PDF-1.7\n", "PDF"),
-        (b"8BPS\x00\x01" + b"\0" * 40, "PSD"),
+        (encode(SMALL, "EPS"), "EPS"),
+        (encode(SMALL, "PDF"), "PDF"),
+        (psd(), "PSD"),
+        (encode(SMALL, "ICO"), "ICO"),
+        (cur(), "CUR"),
+        (encode(SMALL, "PCX"), "PCX"),
+        (encode(SMALL, "TGA"), "TGA"),
         (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+        (svg_after_comment(4000), "SVG"),
+        (b"\xef\xbb\xbf<!DOCTYPE svg [ <!ENTITY a 'b'> ]>\n<svg:svg/>", "SVG"),
         (b"\x00\x00\x00\x18ftypheic" + b"\0" * 40, "HEIF"),
     ],
+    ids=[
+        "eps",
+        "pdf",
+        "psd",
+        "ico",
+        "cur",
+        "pcx",
+        "tga",
+        "svg",
+        "svg-after-comment",
+        "svg-doctype",
+        "heif",
+    ],
 )
-def test_recognised_formats_we_refuse_are_named(data: bytes, name: str) -> None:
-    assert refused_format(data) == name
-    with pytest.raises(UnsupportedImage):
+def test_images_the_allow_list_refuses_are_named(data: bytes, name: str) -> None:
+    assert unsupported_format(data) == name
+    with pytest.raises(UnsupportedImage, match=name):
         open_image(data)
 
 
-def test_garbage_is_a_bad_image_not_an_unsupported_one() -> None:
-    assert refused_format(b"just some text that is no image") is None
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"just some text that is no image",
+        b"<!DOCTYPE html>\n<html><body><svg/></body></html>",
+        b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8,  # JPEG magic, then nothing valid
+        b"8BPS\x00\x01" + bytes(40),  # a PSD signature on a header no reader accepts
+    ],
+    ids=["text", "html-with-svg", "jpeg-magic", "psd-signature-only"],
+)
+def test_garbage_is_a_bad_image_not_an_unsupported_one(data: bytes) -> None:
+    assert unsupported_format(data) is None
     with pytest.raises(BadImage):
-        open_image(b"just some text that is no image")
+        open_image(data)
 
 
 # --- bytes --------------------------------------------------------------------
@@ -143,6 +176,7 @@ class _Chunked(RequestHandler):
 
 class TestHttpOriginLimit(PoolTestCase):
     def get_app(self) -> Application:
+        self.saved_pixel_limit = Image.MAX_IMAGE_PIXELS  # a worker sets it for its process
         self.pool = ServerPool(self.io_loop)
         self.origin, origin_port = self.pool.stub(
             StubServer(files={"big.jpg": b"\xff" * (LIMIT * 4), "small.jpg": SMALL_JPEG})
@@ -156,6 +190,10 @@ class TestHttpOriginLimit(PoolTestCase):
         )[1]
         app, self.state = self.pool.worker_app(config)
         return app
+
+    def tearDown(self) -> None:
+        super().tearDown()
+        set_pixel_limit(self.saved_pixel_limit)
 
     def test_content_length_over_the_limit_is_413(self) -> None:
         self.assertEqual(self.get("/s100/big.jpg").code, 413)

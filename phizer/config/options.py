@@ -318,6 +318,29 @@ class Settings:
         "images with more pixels are refused with 413 from their header, before decoding",
         minimum=1,
     )
+    max_jpeg_scans: int = option(
+        INTEGER,
+        64,
+        "JPEGs with more scans are refused with 413 before decoding (progressive JPEGs have "
+        "about 10; each scan is a pass over every coefficient)",
+        minimum=1,
+        maximum=100_000,
+    )
+    max_chunks: int = option(
+        INTEGER,
+        10_000,
+        "originals with more PNG chunks, JPEG marker segments or GIF blocks (extensions and "
+        "frames) are refused with 413 before decoding; a 50 MB PNG in 8 KiB IDAT chunks has "
+        "6,400 (raise it with `max_frames` for animated GIFs of thousands of frames)",
+        minimum=16,
+        maximum=100_000_000,
+    )
+    decode_timeout: float = option(
+        SECONDS,
+        10.0,
+        "seconds a worker may spend decoding, resizing and encoding one original; past it the "
+        "request gets 504 (see [Limits](#limits-and-hostile-input))",
+    )
     client_timeout: float = option(
         SECONDS,
         10.0,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from phizer.imaging.formats import ANIMATED_SOURCES
+from phizer.imaging.structure import gif_frames
 
 # A GIF without a loop count plays once; other formats default to forever.
 _PLAY_ONCE = None
@@ -30,11 +31,15 @@ class Animation:
     loop: int | None
 
 
-def frame_count(image: Image.Image, max_frames: int) -> int:
+def frame_count(image: Image.Image, max_frames: int, data: bytes, max_blocks: int) -> int:
     """Frames an animated source would give (1 for a still), from its headers.
 
-    Pillow counts a GIF's frames by skipping their data, without decoding.
+    A GIF's frames are counted from its blocks, and only up to
+    ``max_frames`` (Pillow would read every frame to count them); the
+    other formats state their frame count.
     """
+    if image.format == "GIF":
+        return gif_frames(data, max_frames, max_blocks)
     if image.format not in ANIMATED_SOURCES or not getattr(image, "is_animated", False):
         return 1
     return max(1, min(int(getattr(image, "n_frames", 1)), max_frames))

@@ -20,6 +20,11 @@ from phizer.imaging.formats import GREY_FORMATS, ICC_FORMATS
 # ICC colour space signature -> the Pillow mode of pixels it describes.
 _PROFILE_MODES = {"RGB ": "RGB", "GRAY": "L", "CMYK": "CMYK"}
 _CMS_ERRORS = (ImageCms.PyCMSError, OSError, ValueError, TypeError)
+# Profiles above this are not copied into every output: the pixels are
+# converted to sRGB instead. Working-space and display profiles are a few
+# kB (sRGB with its LUTs about 60 kB); an output would otherwise carry
+# megabytes of profile for a few kB of pixels.
+MAX_KEPT_PROFILE = 256 * 1024
 
 
 @cache
@@ -60,9 +65,9 @@ def output_colour(
 ) -> tuple[list[Image.Image], bytes | None]:
     """The images as they will be written, and the profile to embed with them.
 
-    With ``keep_icc`` a valid profile travels with the pixels when the
-    output format can carry it; otherwise the pixels are converted to
-    sRGB and no profile is written.
+    With ``keep_icc`` a valid profile up to ``MAX_KEPT_PROFILE`` bytes
+    travels with the pixels when the output format can carry it; otherwise
+    the pixels are converted to sRGB and no profile is written.
     """
     base = colour_mode(images[0].mode)
     profile = parse_profile(icc_profile)
@@ -70,7 +75,8 @@ def output_colour(
         profile = None  # describes other pixels than these, or nothing readable
     keep_grey = output_format in GREY_FORMATS
     keeps = base == "RGB" or (base == "L" and keep_grey)
-    if profile is not None and keep_icc and keeps and output_format in ICC_FORMATS:
+    small = icc_profile is not None and len(icc_profile) <= MAX_KEPT_PROFILE
+    if profile is not None and keep_icc and small and keeps and output_format in ICC_FORMATS:
         return list(images), icc_profile
     if profile is not None:
         converted = to_srgb(images, profile, keep_grey)
@@ -79,6 +85,21 @@ def output_colour(
     if base == "CMYK":
         return [image.convert("RGB") for image in images], None
     return list(images), None
+
+
+def without_large_profile(
+    image: Image.Image, icc_profile: bytes | None
+) -> tuple[Image.Image, bytes | None]:
+    """``image`` converted to sRGB through a profile above ``MAX_KEPT_PROFILE``
+    (which ``output_colour`` would never keep), and the profile to keep."""
+    if icc_profile is None or len(icc_profile) <= MAX_KEPT_PROFILE:
+        return image, icc_profile
+    profile = parse_profile(icc_profile)
+    if profile is not None and profile_mode(profile) == colour_mode(image.mode):
+        converted = to_srgb([image], profile, keep_grey=True)
+        if converted is not None:
+            return converted[0], None
+    return image, None  # a profile output_colour would ignore
 
 
 def to_srgb(

@@ -8,6 +8,7 @@ Whatever a decoder raises becomes a domain error of ``phizer.errors``.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 from collections.abc import Iterator
@@ -19,23 +20,23 @@ from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
 from phizer.imaging import jpegscale
 from phizer.imaging.formats import ALLOWED_FORMATS
 from phizer.imaging.metadata import ORIENTATION_TAG
+from phizer.imaging.structure import DEFAULT_LIMITS, DecodeLimits, check_structure
 
 DEFAULT_MAX_PIXELS = 50_000_000
-# Recognised only to say why they are refused; never handed to a decoder.
-_REFUSED_SIGNATURES = (
-    (b"%!PS", "PostScript/EPS"),
-    (b"\xc5\xd0\xd3\xc6", "EPS"),
-    (b"%PDF", "PDF"),
-    (b"8BPS", "PSD"),
-    (b"\x00\x00\x01\x00", "ICO"),
-    (b"#define", "XBM"),
-    (b"/* XPM */", "XPM"),
-    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
-    (b"\xff\x4f\xff\x51", "JPEG 2000"),
-    (b"qoif", "QOI"),
-)
+# Image containers Pillow has no plugin for, named so the client is told
+# why they are refused (what Pillow can open is named by Pillow).
+_PDF = b"%PDF"
 # ISO base media brands that are AVIF; other HEIF brands (HEIC) are refused.
 _AVIF_BRANDS = (b"avif", b"avis")
+# What other Pillow plugins are shown to name a refused image: headers are
+# at the start, and some plugins read line by line through whatever follows
+# (about 50 ms a MiB).
+_IDENTIFY_BYTES = 4 * 1024 * 1024
+# XML declarations, comments, processing instructions and a doctype before the root.
+_XML_PROLOG = re.compile(
+    rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(?:\[.*?\])?\s*>)", re.S | re.I
+)
+_SVG_ROOT = re.compile(rb"\s*<(?:[\w.-]+:)?svg[\s>/]", re.I)
 TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -64,8 +65,12 @@ def set_pixel_limit(max_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFile.ImageFile:
-    """Identify the image from its header and check its size; nothing is decoded."""
+def open_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, limits: DecodeLimits = DEFAULT_LIMITS
+) -> ImageFile.ImageFile:
+    """Identify the image from its header and check its size and structure;
+    nothing is decoded."""
+    check_structure(data, limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -73,7 +78,7 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFile.I
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise SourceTooLarge("source image has too many pixels") from None
     except UnidentifiedImageError:
-        refused = refused_format(data)
+        refused = unsupported_format(data)
         if refused is not None:
             raise UnsupportedImage(f"{refused} images are not served") from None
         raise BadImage("origin sent something that is not a supported image") from None
@@ -87,20 +92,59 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFile.I
     return image
 
 
-def refused_format(data: bytes) -> str | None:
-    """Name a format we recognise but refuse, so the client is told why."""
-    head = data[:512].lstrip()
-    for signature, name in _REFUSED_SIGNATURES:
-        if head.startswith(signature):
-            return name
+def image_format(image: Image.Image) -> str:
+    """The allow-listed format ``image`` is served as: an MPO (a JPEG with
+    more pictures after the first, as phones write them) is a JPEG."""
+    return "JPEG" if image.format == "MPO" else image.format or ""
+
+
+def unsupported_format(data: bytes) -> str | None:
+    """Name the format of an image the allow-list refused, when it is one.
+
+    Pillow's other plugins read only the header to say whether they know
+    it (no decoder runs); SVG, PDF and HEIF have no plugin and are named
+    from their own structure. None: not an image at all.
+    """
+    Image.init()  # every plugin registered, not only the common ones
+    head = data[:_IDENTIFY_BYTES]
+    for name in Image.ID:
+        if name in ALLOWED_FORMATS or name == "MPO":
+            continue
+        known = _opens_as(head, name)
+        if known is not None:
+            return known
     if data[4:8] == b"ftyp":
         brands = data[8:12] + data[16 : min(len(data), 8 + int.from_bytes(data[:4], "big"))]
         if not any(brand in brands for brand in _AVIF_BRANDS):
             return "HEIF"
-    lowered = head[:256].lower()
-    if lowered.startswith(b"<?xml") or b"<svg" in lowered:
+    if data.lstrip()[:4] == _PDF:
+        return "PDF"
+    if is_svg(data):
         return "SVG"
     return None
+
+
+def _opens_as(data: bytes, name: str) -> str | None:
+    # One plugin at a time: Image.open gives up on the first plugin that
+    # raises something unexpected instead of trying the next one.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=[name]) as image:
+                return image.format or name
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return name  # an image, too large as well
+    except Exception:  # not this plugin's, or a header it could not read
+        return None
+
+
+def is_svg(data: bytes) -> bool:
+    """Whether ``data`` is XML whose root element is ``svg``, whatever
+    declarations, comments and doctype come first."""
+    pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    while (prolog := _XML_PROLOG.match(data, pos)) is not None and prolog.end() > pos:
+        pos = prolog.end()
+    return _SVG_ROOT.match(data, pos) is not None
 
 
 def has_alpha(image: Image.Image) -> bool:
@@ -131,7 +175,7 @@ def decode(image: ImageFile.ImageFile, wanted: tuple[int, int], orientation: int
     that still gives at least ``wanted`` (upright) pixels
     (``jpegscale.draft``), which cuts the decode cost by up to 64x.
     """
-    if image.format == "JPEG":
+    if image_format(image) == "JPEG":
         jpegscale.draft(image, upright_size(wanted, orientation))  # back to stored axes
     with decoding():
         image.load()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 from phizer.config.sizes import SizeSpec
 from phizer.imaging.animation import Animation
+from phizer.imaging.colour import without_large_profile
 from phizer.imaging.decode import decode, decoding
 from phizer.imaging.geometry import (
     ResizePlan,
@@ -61,9 +62,8 @@ class DecodedOriginal:
 
     @property
     def nbytes(self) -> int:
-        return sum(_pixel_bytes(image) for image in self.images) + len(
-            self.facts.icc_profile or b""
-        )
+        """The pixels held and the profile and metadata kept for output."""
+        return sum(_pixel_bytes(image) for image in self.images) + self.facts.nbytes
 
     @property
     def images(self) -> list[Image.Image]:
@@ -126,7 +126,7 @@ class DecodedOriginal:
     def _let_base_go(self) -> None:
         """Drop the decode, most of the bytes kept, once the levels can make
         every configured size."""
-        sizes = [level.size for level in self.levels.values()]
+        sizes = [level.size for level in list(self.levels.values())]  # another render may add one
         if all(pick_level(sizes, plan, self.full_size) is not None for plan in self.configured):
             self.base = None
 
@@ -144,9 +144,22 @@ def decode_once(
     facts = fresh.facts
     served = [spec for spec in specs if not exceeds(spec, max_dimension)]
     wanted = working_size(*facts.size, served, max_dimension)
-    pixels = decode(fresh.image, wanted, facts.orientation)
+    pixels, profile = without_large_profile(
+        detached(decode(fresh.image, wanted, facts.orientation)), facts.icc_profile
+    )
     configured = tuple(plan_resize(*facts.size, spec) for spec in served)
-    return DecodedOriginal(facts, pixels, configured, version=version)
+    return DecodedOriginal(
+        replace(facts, icc_profile=profile), pixels, configured, version=version
+    )
+
+
+def detached(image: Image.Image) -> Image.Image:
+    """``image``'s pixels as a plain image, for keeping: an ``ImageFile``
+    holds its parser's state (every JPEG marker segment, PNG text chunks,
+    the file's bytes) and ``info`` what the header said, none of it counted."""
+    plain = image.copy() if isinstance(image, ImageFile.ImageFile) else image
+    plain.info = {}
+    return plain
 
 
 def decode_once_covers(

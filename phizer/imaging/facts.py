@@ -16,7 +16,7 @@ from PIL import Image, ImageCms
 
 from phizer.imaging.animation import frame_count
 from phizer.imaging.colour import parse_profile
-from phizer.imaging.decode import has_alpha, open_image
+from phizer.imaging.decode import DEFAULT_LIMITS, has_alpha, open_image
 from phizer.imaging.metadata import ORIENTATION_TAG
 
 # Frames counted at most: the count is shown, not used, and a hostile GIF
@@ -102,7 +102,7 @@ def read_facts(data: bytes, max_pixels: int) -> OriginalFacts:
         mode=image.mode,
         has_alpha=has_alpha(image),
         orientation=_orientation(image),
-        frames=_frames(image),
+        frames=_frames(image, data),
         icc_bytes=len(profile or b""),
         icc_description=_profile_description(profile),
     )
@@ -116,9 +116,9 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and value in ORIENTATIONS else 1
 
 
-def _frames(image: Image.Image) -> int | None:
+def _frames(image: Image.Image, data: bytes) -> int | None:
     try:
-        return frame_count(image, MAX_COUNTED_FRAMES)
+        return frame_count(image, MAX_COUNTED_FRAMES, data, DEFAULT_LIMITS.max_chunks)
     except _READ_ERRORS:
         return None
 

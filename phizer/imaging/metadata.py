@@ -29,6 +29,10 @@ class Metadata:
     xmp: bytes | None = None
     comment: bytes | None = None
 
+    @property
+    def nbytes(self) -> int:
+        return sum(len(value or b"") for value in (self.exif, self.xmp, self.comment))
+
 
 def read_metadata(image: Image.Image) -> Metadata:
     """The source's metadata worth keeping, orientation removed."""

@@ -20,7 +20,13 @@ from phizer.config.sizes import SizeSpec
 from phizer.errors import SourceTooLarge
 from phizer.imaging.animation import Animation
 from phizer.imaging.colour import output_colour
-from phizer.imaging.decode import DEFAULT_MAX_PIXELS, open_image
+from phizer.imaging.decode import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_PIXELS,
+    DecodeLimits,
+    image_format,
+    open_image,
+)
 from phizer.imaging.encoding import EncodeOptions, encode
 from phizer.imaging.formats import ANIMATED_FORMATS, CONTENT_TYPES, choose_format
 from phizer.imaging.geometry import Crop, ResizePlan, exceeds, plan_crop_only, plan_resize
@@ -82,10 +88,12 @@ def plan_for(
     return plan_resize(*size, spec, crop)
 
 
-def untouched(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Rendered:
+def untouched(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, limits: DecodeLimits = DEFAULT_LIMITS
+) -> Rendered:
     """The original's bytes as they are, once its header says it is an image we serve."""
-    image = open_image(data, max_pixels)
-    return Rendered(data, CONTENT_TYPES[image.format or ""])
+    image = open_image(data, max_pixels, limits)
+    return Rendered(data, CONTENT_TYPES[image_format(image)])
 
 
 def render_from(
@@ -116,16 +124,18 @@ def render(
     max_dimension: int = 3000,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     offers: tuple[str, ...] = (),
+    limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> Rendered:
     """The pipeline from an original's bytes, decoded for this request alone."""
     if serves_untouched(spec, crop, max_dimension):
-        return untouched(data, max_pixels)
+        return untouched(data, max_pixels, limits)
     source = open_original(
         data,
         options.animated,
         options.max_frames,
         not options.strip_metadata,
         max_pixels,
+        limits,
         options.auto_orient,
     )
     plan = plan_for(source.facts.size, spec, crop, max_dimension)

@@ -16,11 +16,14 @@ from PIL import Image, ImageFile
 
 from phizer.imaging.animation import Animation, decode_animation, frame_count
 from phizer.imaging.decode import (
+    DEFAULT_LIMITS,
     DEFAULT_MAX_PIXELS,
     TRANSPOSE,
+    DecodeLimits,
     decode,
     decoding,
     has_alpha,
+    image_format,
     open_image,
     orientation,
     upright_size,
@@ -44,6 +47,11 @@ class Facts:
     frames: int  # frames to serve: 1 unless animations are served animated
     icc_profile: bytes | None
     metadata: Metadata  # kept for output (empty when metadata is stripped)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes kept for output beside the pixels."""
+        return len(self.icc_profile or b"") + self.metadata.nbytes
 
 
 class PixelSource(Protocol):
@@ -96,19 +104,20 @@ def open_original(
     max_frames: int,
     keep_metadata: bool,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    limits: DecodeLimits = DEFAULT_LIMITS,
     auto_orient: bool = True,
 ) -> FreshSource:
     """Identify ``data`` from its header (nothing decoded yet) and read its facts.
     Without ``auto_orient`` the stored pixels are served as they are (the
     EXIF orientation is ignored, as the 2012 phizer did)."""
-    image = open_image(data, max_pixels)
+    image = open_image(data, max_pixels, limits)
     frames = 1
     if animated:
-        with decoding():  # a GIF's frames are counted by reading through them
-            frames = frame_count(image, max_frames)
+        with decoding():
+            frames = frame_count(image, max_frames, data, limits.max_chunks)
     turn = orientation(image) if auto_orient else 1
     facts = Facts(
-        format=image.format or "",
+        format=image_format(image),
         size=upright_size(image.size, turn),
         orientation=turn,
         has_alpha=has_alpha(image),

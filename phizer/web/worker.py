@@ -22,6 +22,7 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application
 
+from phizer.cache.locked import LockedLRU
 from phizer.cache.lru import ByteLRU
 from phizer.cache.missing import Missing
 from phizer.cache.readthrough import HIT, Codec, Names, ReadThrough
@@ -30,7 +31,7 @@ from phizer.config.loader import Config
 from phizer.config.sizes import SizeSpec
 from phizer.errors import NotFound, PhizerError
 from phizer.imaging import jpegscale
-from phizer.imaging.decode import set_pixel_limit
+from phizer.imaging.decode import DecodeLimits, set_pixel_limit
 from phizer.imaging.decoded import DecodedOriginal, decode_once, decode_once_covers
 from phizer.imaging.geometry import Crop, ResizePlan
 from phizer.imaging.pipeline import (
@@ -63,6 +64,7 @@ from phizer.web.protocol import (
     parse_offers,
 )
 from phizer.web.purge import worker_purge_route
+from phizer.web.renderer import Renderer
 from phizer.web.urls import parse_request_path
 
 log = logging.getLogger("phizer.worker")
@@ -151,11 +153,13 @@ class WorkerState:
         self.clock = clock  # Unix time: when originals were fetched, whether they are stale
         self.in_flight = InFlight()
         self.output = OutputOptions.from_settings(settings)
+        self.limits = DecodeLimits(settings.max_jpeg_scans, settings.max_chunks)
+        self.renderer = Renderer(settings.decode_timeout)
         memory: ByteLRU[Original] = ByteLRU(
             0 if settings.disable_cache else settings.client_cache_size
         )
         # Originals decoded once, kept with the levels every size is made from.
-        self.decoded: ByteLRU[DecodedOriginal] = ByteLRU(
+        self.decoded: ByteLRU[DecodedOriginal] = LockedLRU(
             0 if settings.disable_cache else settings.decoded_cache_size
         )
         self.metrics = WorkerMetrics({"originals": memory, "decoded": self.decoded})
@@ -290,7 +294,7 @@ class WorkerState:
     ) -> Rendered:
         settings = self.config.settings
         if serves_untouched(spec, crop, settings.max_dimension):
-            return untouched(original.data, settings.max_source_pixels)
+            return untouched(original.data, settings.max_source_pixels, self.limits)
         # Requests that waited on the same fetch find the first one's decode.
         version = original.digest if settings.original_ttl else None
         waited = path in self.decoded
@@ -321,6 +325,7 @@ class WorkerState:
             output.max_frames,
             not output.strip_metadata,
             settings.max_source_pixels,
+            self.limits,
             output.auto_orient,
         )
 
@@ -348,6 +353,7 @@ class WorkerState:
     async def close(self, timeout: float) -> None:
         """Finish pending write-backs (at most ``timeout`` s), release the tiers."""
         await self.originals.close(timeout)
+        self.renderer.close()
 
 
 class WorkerHandler(BaseHandler):
@@ -397,7 +403,11 @@ class WorkerHandler(BaseHandler):
                 if rendered is not None and self.cache_result == HIT:
                     self.cache_result = DECODED
             if rendered is None:
-                rendered = state.from_original(request.path, original, spec, request.crop, offers)
+                # Decoding is where a hostile original costs: in a render
+                # thread, on a budget.
+                rendered = await state.renderer.run(
+                    state.from_original, request.path, original, spec, request.crop, offers
+                )
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
         state.metrics.resize_seconds.observe(self.resize_ms / 1000)

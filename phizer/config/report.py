@@ -11,6 +11,7 @@ from logging.handlers import SysLogHandler
 from phizer import __version__
 from phizer.config.loader import Config, Settings
 from phizer.config.sizes import Constraint, SizeSpec
+from phizer.engine.detect import detect
 from phizer.process.service import listeners_for
 
 BYTE_SETTINGS = frozenset({"client_cache_size", "resized_cache_size", "max_source_bytes"})
@@ -32,6 +33,7 @@ def render(config: Config, path: str) -> str:
     settings = config.settings
     sections = [
         [f"phizer {__version__}: {path} is valid"],
+        ["imaging engine", *_engine()],
         ["[properties]", *_properties(settings)],
         ["origins (the master first, then every slave at once)", *_origins(config)],
         ["sizes", *_sizes(config)],
@@ -158,6 +160,10 @@ def _tiers(config: Config) -> list[str]:
             f"timeout {format_setting('shared_timeout', cache.shared_timeout)}"
         )
     return _indent(lines or ["none (memory only)"])
+
+
+def _engine() -> list[str]:
+    return _indent([detect().describe()])
 
 
 def _indent(lines: Iterable[str]) -> list[str]:

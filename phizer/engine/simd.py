@@ -280,9 +280,11 @@ def dry_run(plan: Plan) -> None:
 
 
 def show_command(argv: Sequence[str], extra_env: Mapping[str, str] | None) -> str:
-    """``argv`` as a shell would take it, its environment in front."""
+    """``argv`` as a shell would take it, its environment in front (the
+    probe's code shortened: it is PROBE)."""
     assignments = [f"{key}={shlex.quote(value)}" for key, value in (extra_env or {}).items()]
-    return " ".join([*assignments, shlex.join(argv)])
+    shown = [*argv[:2], "<features probe>"] if argv[1:2] == ["-c"] else argv
+    return " ".join([*assignments, shlex.join(shown)])
 
 
 def main(version: str, dry: bool, cpuinfo: Path = Path("/proc/cpuinfo")) -> int:

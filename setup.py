@@ -24,7 +24,9 @@ setup(
     install_requires=[
         "tornado>=6.4",
         "pycurl>=7.45",
-        "Pillow>=11.3",  # AVIF read and write
+        # AVIF read and write. Pillow-SIMD provides the same PIL under another
+        # name: `python -m phizer.engine simd` swaps it in (README, "Engines").
+        "Pillow>=11.3",
         "python-daemon>=3.0",
         "redis>=5.0",
         "pymemcache>=4.0",

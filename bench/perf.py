@@ -3,10 +3,14 @@
 
     python bench/perf.py [--quick] [--reps N] [--workloads W1,W3] [--profile]
                          [--workers N] [--phizer-ref REF] [--set KEY=VALUE ...]
+                         [--engines stock,simd]
 
 Builds bench/.venv-thumbor (thumbor 7.8) and bench/.venv-phizer (phizer
 from the working tree, the Pillow version thumbor uses, the bench's
-requirements), then runs itself again inside the latter. nginx serves the
+requirements), then runs itself again inside the latter. With
+``--engines stock,simd`` it also builds bench/.venv-phizer-simd, the same
+phizer turned into Pillow-SIMD by ``python -m phizer.engine simd``, and
+runs every workload on both engines ("phizer" and "phizer-simd"). nginx serves the
 photos of bench/corpus.py (and PNG copies of some of them) on 127.0.0.1;
 wrk (bench/wrk/urls.lua) drives each server with 16 connections, both
 servers keep connections alive. Every workload starts a fresh server, and
@@ -27,6 +31,10 @@ alike leaves a core idle; more workers let the kernel spread them.
   each original is fetched from nginx once and then served from the cache.
 - W2: the same 8 URLs (2 photos x 4 sizes) for a fixed time, warmed first:
   phizer's front cache, thumbor's file result storage.
+- The decode-only floor (bench/floor.py), for each engine: every photo
+  decoded once at the scale phizer picks, nothing else, in --processes
+  processes; W3's photos per second (its req/s over the 4 sizes) as a
+  fraction of it.
 
 W1 and W3 ask for each URL exactly once: wrk stops when the last answer
 arrives, and the rate is the list over the time from the first request to
@@ -76,10 +84,15 @@ PNG_CACHE = BENCH / ".cache" / "png"
 READY_ENV = "PHIZER_PERF_VENV_READY"
 BUILT_ENV = "PHIZER_PERF_BUILT_FROM"
 WORKLOADS = ("W1", "W1png", "W3", "W2")
+# The phizer server of each engine (bench/.venv-phizer, bench/.venv-phizer-simd).
+PHIZERS = {"stock": "phizer", "simd": "phizer-simd"}
 SSIM_MIN = 0.98
 ENCODE_SLACK = 0.005
 # Targets of the issue: phizer/thumbor requests per second (W1 also p99).
 TARGETS = {"W1": 4.0, "W1png": 2.0, "W3": 3.0, "W2": 1.0}
+# On Pillow-SIMD: W3 higher, and W3 at this share of the decode-only floor.
+SIMD_TARGETS = {**TARGETS, "W3": 4.0}
+SIMD_FLOOR_SHARE = 0.6
 W1_P99_RATIO = 0.5
 
 
@@ -102,6 +115,7 @@ class Options:
     wall_rounds: int
     ssim_sample: int
     workloads: tuple[str, ...]
+    engines: tuple[str, ...]
     extra_properties: tuple[tuple[str, str], ...]
     phizer_ref: str | None
     seed: int
@@ -136,6 +150,11 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         help=f"a comma-separated subset of {','.join(WORKLOADS)}",
     )
     parser.add_argument(
+        "--engines",
+        default="stock",
+        help="phizer's engines, a comma-separated subset of stock,simd (simd: Pillow-SIMD)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -161,6 +180,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     unknown = set(workloads) - set(WORKLOADS)
     if unknown:
         parser.error(f"unknown workloads: {sorted(unknown)}")
+    engines = tuple(name for name in args.engines.split(",") if name)
+    if not engines or set(engines) - set(PHIZERS):
+        parser.error(f"--engines wants stock and/or simd, not {args.engines!r}")
     extra = []
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -181,6 +203,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         wall_rounds=1 if quick else 3,
         ssim_sample=args.ssim_sample,
         workloads=workloads,
+        engines=engines,
         extra_properties=tuple(extra),
         phizer_ref=args.phizer_ref,
         seed=args.seed,
@@ -435,8 +458,11 @@ def make_server(
     name: str, workload: str, origin: Origin, nginx: Nginx, options: Options, workdir: Path
 ) -> Resizer:
     settings = server_options(workload, origin, options)
-    if name == "phizer":
-        return Phizer(workdir, nginx.port, SIZES, QUALITY, options.workers, settings)
+    for engine, phizer in PHIZERS.items():
+        if name == phizer:
+            venv = servers.ENGINE_VENVS[engine]
+            workers = options.workers
+            return Phizer(workdir, nginx.port, SIZES, QUALITY, workers, settings, name, venv)
     return Thumbor(workdir, nginx.port, SIZES, QUALITY, options.processes, settings)
 
 
@@ -629,7 +655,7 @@ def aggregate(results: Sequence[Measurement]) -> list[dict[str, object]]:
     rows = []
     for workload in WORKLOADS:
         by_server = {}
-        for name in ("phizer", "thumbor"):
+        for name in (*PHIZERS.values(), "thumbor"):
             runs = [r for r in results if r.workload == workload and r.server == name]
             if not runs:
                 continue
@@ -643,13 +669,16 @@ def aggregate(results: Sequence[Measurement]) -> list[dict[str, object]]:
                 "errors": sum(r.errors for r in runs),
                 "requests_per_rep": runs[0].listed if workload != "W2" else None,
             }
-        if len(by_server) == 2:
-            phizer, thumbor = by_server["phizer"], by_server["thumbor"]
+        thumbor = by_server.get("thumbor")
+        for name, phizer in by_server.items():
+            if thumbor is None or name == "thumbor":
+                continue
             phizer["ratio"] = round(phizer["rps"] / thumbor["rps"], 2) if thumbor["rps"] else None
             phizer["p99_ratio"] = (
                 round(phizer["p99_ms"] / thumbor["p99_ms"], 2) if thumbor["p99_ms"] else None
             )
-            phizer["target"] = TARGETS[workload]
+            targets = SIMD_TARGETS if name == PHIZERS["simd"] else TARGETS
+            phizer["target"] = targets[workload]
         rows += by_server.values()
     return rows
 
@@ -743,6 +772,49 @@ def format_wall(walls: Sequence[dict[str, object]]) -> str:
     )
 
 
+def measure_floor(
+    engine: str, photos: Sequence[Path], processes: int, rounds: int
+) -> dict[str, object]:
+    """bench/floor.py in ``engine``'s venv: photos per second, decoded once each, nothing else."""
+    python = servers.venv_python(servers.ENGINE_VENVS[engine])
+    command = [str(python), str(BENCH / "floor.py"), "--processes", str(processes)]
+    command += ["--rounds", str(rounds), *map(str, photos)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=BENCH)
+    if result.returncode != 0:
+        raise RuntimeError(f"bench/floor.py failed in {python}:\n{result.stderr}")
+    return {"engine_venv": engine, **json.loads(result.stdout.strip().splitlines()[-1])}
+
+
+def add_w3(floors: Sequence[dict[str, object]], results: Sequence[Measurement]) -> None:
+    """Each engine's W3 photos per second (all sizes of a photo), and as a share of its floor."""
+    for floor in floors:
+        name = PHIZERS[str(floor["engine_venv"])]
+        runs = [r for r in results if r.workload == "W3" and r.server == name]
+        if not runs:
+            continue
+        photos = sum(r.requests_per_second for r in runs) / len(runs) / len(SIZES)
+        floor["w3_photos_per_second"] = round(photos, 2)
+        floor["w3_share_of_floor"] = round(photos / float(floor["photos_per_second"]), 3)
+
+
+def format_floor(floors: Sequence[dict[str, object]]) -> str:
+    header = ("phizer", "engine", "decode-only photos/s", "W3 photos/s", "W3 / floor", "target")
+    return markdown(
+        header,
+        (
+            (
+                PHIZERS[str(floor["engine_venv"])],
+                floor["engine"],
+                floor["photos_per_second"],
+                floor.get("w3_photos_per_second"),
+                f"{floor['w3_share_of_floor']:.0%}" if "w3_share_of_floor" in floor else None,
+                f">= {SIMD_FLOOR_SHARE:.0%}" if floor["engine_venv"] == "simd" else None,
+            )
+            for floor in floors
+        ),
+    )
+
+
 def format_memory(results: Sequence[Measurement]) -> str:
     header = (
         "workload", "rep", "server", "process", "peak RSS MiB", "cache bound MiB",
@@ -778,9 +850,9 @@ def format_quality(results: Sequence[Measurement]) -> str:
     )
 
 
-CACHE_GAUGE = re.compile(
-    r'^phizer_cache_(bytes|capacity_bytes)\{worker="([^"]+)",cache="[^"]+"\} (\S+)$'
-)
+# The text format writes labels in any order (prometheus_client sorts them).
+CACHE_GAUGE = re.compile(r"^phizer_cache_(bytes|capacity_bytes)\{([^}]*)\} (\S+)$")
+WORKER_LABEL = re.compile(r'(?:^|,)worker="([^"]+)"')
 
 
 def add_bounds(result: Measurement) -> None:
@@ -788,8 +860,9 @@ def add_bounds(result: Measurement) -> None:
     totals: dict[tuple[str, str], float] = {}
     for line in result.cache_metrics:
         match = CACHE_GAUGE.match(line)
-        if match:
-            name = "phizer-front" if match[2] == "front" else f"phizer-w{match[2]}"
+        worker = WORKER_LABEL.search(match[2]) if match else None
+        if match and worker:
+            name = "phizer-front" if worker[1] == "front" else f"phizer-w{worker[1]}"
             key = (name, match[1])
             totals[key] = totals.get(key, 0.0) + float(match[3])
     for proc in result.memory:
@@ -798,7 +871,7 @@ def add_bounds(result: Measurement) -> None:
         proc["cached_mib"] = round(totals.get((name, "bytes"), 0.0) / MIB, 1)
 
 
-def machine(nginx: Nginx) -> dict[str, object]:
+def machine(nginx: Nginx, options: Options) -> dict[str, object]:
     def run(*command: str) -> str:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         return (result.stdout + result.stderr).strip()
@@ -813,6 +886,9 @@ def machine(nginx: Nginx) -> dict[str, object]:
         "pillow": pillow,
         "thumbor": servers.package_version(servers.THUMBOR_VENV, "thumbor"),
         "thumbor_pillow": servers.package_version(servers.THUMBOR_VENV, "Pillow"),
+        "phizer_engines": {
+            engine: servers.engine(servers.ENGINE_VENVS[engine]) for engine in options.engines
+        },
         "tornado": servers.package_version(servers.PHIZER_VENV, "tornado"),
         "nginx": nginx.version(),
         "wrk": run("wrk", "-v").splitlines()[0],
@@ -833,6 +909,9 @@ def prepare_and_reexec(argv: Sequence[str], options: Options) -> None:
     print(f"perf: building phizer ({options.phizer_ref or 'working tree'}), Pillow {pillow}")
     built = servers.git_commit()  # before the build: others may commit meanwhile
     built["phizer_sources_sha256"] = servers.ensure_phizer_venv(pillow, options.phizer_ref)
+    if "simd" in options.engines:
+        print("perf: the same phizer on Pillow-SIMD (python -m phizer.engine simd)")
+        servers.ensure_simd_venv(pillow, options.phizer_ref)
     if options.profile:
         servers.install(servers.PHIZER_VENV, "py-spy")
     python = servers.venv_python(servers.PHIZER_VENV)
@@ -882,9 +961,10 @@ def run(options: Options, workdir: Path) -> int:
     references = References(options.processes)
     nginx.start(origin.jpeg[0])
     try:
-        info = machine(nginx)
+        info = machine(nginx, options)
         for rep in range(options.reps):
-            order = ("phizer", "thumbor") if rep % 2 == 0 else ("thumbor", "phizer")
+            names = [PHIZERS[engine] for engine in options.engines]
+            order = (*names, "thumbor") if rep % 2 == 0 else ("thumbor", *reversed(names))
             for workload in options.workloads:
                 if workload == "W1png" and not origin.png:
                     continue
@@ -894,7 +974,7 @@ def run(options: Options, workdir: Path) -> int:
                     result = run_workload(
                         workload, server, origin, nginx, options, rep, workdir, references
                     )
-                    if name == "phizer":
+                    if name != "thumbor":
                         add_bounds(result)
                     print(
                         f"perf:   {result.requests_per_second:.1f} req/s,"
@@ -919,6 +999,12 @@ def run(options: Options, workdir: Path) -> int:
             w.as_dict()
             for w in pillow_wall.measure(pngs, "PNG", options.processes, 1, options.seed)
         ]
+    print("perf: decode-only floor ...", flush=True)
+    floors = [
+        measure_floor(engine, jpegs, options.processes, options.wall_rounds)
+        for engine in options.engines
+    ]
+    add_w3(floors, results)
     rows = aggregate(results)
     record = {
         "started": started_at.isoformat(timespec="seconds"),
@@ -933,6 +1019,7 @@ def run(options: Options, workdir: Path) -> int:
         "corpus": origin.describe(),
         "summary": rows,
         "wall": walls,
+        "floor": floors,
         "runs": [asdict(result) for result in results],
         "profiles": [asdict(result) for result in profiles],
     }
@@ -945,6 +1032,8 @@ def run(options: Options, workdir: Path) -> int:
     print(format_table(rows))
     print()
     print(format_wall(walls))
+    print()
+    print(format_floor(floors))
     print()
     print(format_quality(results))
     print()

@@ -36,6 +36,9 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 THUMBOR_VENV = BENCH / ".venv-thumbor"
 PHIZER_VENV = BENCH / ".venv-phizer"
+# The same phizer, converted to Pillow-SIMD by `python -m phizer.engine simd`.
+PHIZER_SIMD_VENV = BENCH / ".venv-phizer-simd"
+ENGINE_VENVS = {"stock": PHIZER_VENV, "simd": PHIZER_SIMD_VENV}
 THUMBOR_REQUIREMENT = "thumbor==7.8.0"
 READY_SECONDS = 30.0
 STOP_SECONDS = 15.0
@@ -154,29 +157,57 @@ def ensure_thumbor_venv() -> Path:
 PHIZER_SOURCES = ("setup.py", "README.md", "LICENSE", "phizer")
 
 
-def ensure_phizer_venv(pillow: str, ref: str | None = None, reinstall: bool = True) -> str:
+def ensure_phizer_venv(
+    pillow: str,
+    ref: str | None = None,
+    reinstall: bool = True,
+    venv: Path = PHIZER_VENV,
+    keep_engine: bool = False,
+) -> str:
     """phizer built from the working tree (or commit ``ref``), with the bench's requirements.
 
     Pillow is pinned to ``pillow`` (thumbor's), so both servers and the
     in-process measurements decode and encode with the same libjpeg-turbo.
     The sources are copied first so the build leaves nothing in the
-    repository. Returns the sha256 of the sources built.
+    repository. With ``keep_engine``, an existing venv only gets the new
+    phizer (its Pillow-SIMD stays). Returns the sha256 of the sources built.
     """
-    fresh = not (PHIZER_VENV / "bin" / "phizer").exists()
+    fresh = not (venv / "bin" / "phizer").exists()
     if not fresh and not reinstall:
         return "not rebuilt"
     if fresh:
-        subprocess.run([sys.executable, "-m", "venv", str(PHIZER_VENV)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     with tempfile.TemporaryDirectory(prefix="phizer-src-") as tmp:
         source = Path(tmp) / "phizer"
         _copy_sources(source, ref)
         digest = tree_digest(source)
         requirements = BENCH / "requirements.txt"
         extra = ["-r", str(requirements)] if requirements.exists() else ["numpy"]
-        _pip(PHIZER_VENV, f"Pillow=={pillow}", *extra, str(source))
+        if fresh or not keep_engine:
+            _pip(venv, f"Pillow=={pillow}", *extra, str(source))
         if not fresh:  # same version number, new code
-            _pip(PHIZER_VENV, "--force-reinstall", "--no-deps", str(source))
+            _pip(venv, "--force-reinstall", "--no-deps", str(source))
     return digest
+
+
+def ensure_simd_venv(pillow: str, ref: str | None = None) -> str:
+    """``ensure_phizer_venv`` in PHIZER_SIMD_VENV, then Pillow-SIMD by phizer's own
+    command (once: it stays across rebuilds of phizer). Raises on a CPU without AVX2."""
+    digest = ensure_phizer_venv(pillow, ref, venv=PHIZER_SIMD_VENV, keep_engine=True)
+    if not engine(PHIZER_SIMD_VENV).startswith("Pillow-SIMD "):
+        python = str(venv_python(PHIZER_SIMD_VENV))
+        result = subprocess.run([python, "-m", "phizer.engine", "simd"], check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"python -m phizer.engine simd failed ({result.returncode})")
+    return digest
+
+
+def engine(venv: Path) -> str:
+    """The engine line of phizer in ``venv`` (``Pillow-SIMD 12.1.1.post0, AVIF ...``)."""
+    result = subprocess.run(
+        [str(venv_python(venv)), "-m", "phizer.engine"], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or f"? ({result.stderr.strip()})"
 
 
 def tree_digest(root: Path) -> str:
@@ -591,16 +622,17 @@ class Phizer(Resizer):
         quality: int,
         workers: int,
         options: ServerOptions,
+        name: str = "phizer",
+        venv: Path = PHIZER_VENV,
     ) -> None:
-        self.workdir = fresh_dir(workdir / "phizer")
+        self.name = name  # "phizer-simd" runs from PHIZER_SIMD_VENV
+        self.workdir = fresh_dir(workdir / name)
         self.workers = workers
         self.options = options
         self.port = free_port_block(workers + 1)
         conf = self.workdir / "phizer.conf"
         conf.write_text(self._config(origin_port, sizes, quality))
-        self.process = Process(
-            "phizer", [str(PHIZER_VENV / "bin" / "phizer"), "-c", str(conf)], self.workdir
-        )
+        self.process = Process(name, [str(venv / "bin" / "phizer"), "-c", str(conf)], self.workdir)
 
     def _config(self, origin_port: int, sizes: Sequence[Size], quality: int) -> str:
         options = self.options

@@ -22,6 +22,7 @@ from phizer import __version__
 from phizer.config.loader import Config, load_config, with_overrides
 from phizer.config.report import render
 from phizer.config.values import parse_log_level
+from phizer.engine.detect import detect
 from phizer.errors import ConfigError
 from phizer.process.daemonize import (
     LogFileError,
@@ -71,6 +72,20 @@ def _path(value: str) -> str:
     return os.path.abspath(value)
 
 
+class _VersionAction(argparse.Action):
+    """``phizer 1.0.0 (Pillow-SIMD 12.1.1.post0, AVIF via ...)``: the engine is looked
+    up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, help="print the version and the imaging engine"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"phizer {__version__} ({detect().describe()})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phizer", description="Dynamic image resizing proxy for predefined sizes."
@@ -88,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-l", "--log-level", type=_log_level, help="front log level")
     parser.add_argument("-w", "--log-level-worker", type=_log_level, help="workers' log level")
-    parser.add_argument("--version", action="version", version=f"phizer {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     ops = parser.add_argument_group("operation")
     ops.add_argument(
         "--check-config",

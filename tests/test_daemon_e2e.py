@@ -26,10 +26,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import PIL
 import pytest
 
 from phizer import cli
 from phizer.config.loader import Settings
+from phizer.engine.detect import detect
 from phizer.process.daemonize import hold_startup_signals
 from tests.e2e_support import (
     FRONT_NAME,
@@ -547,6 +549,7 @@ def test_check_config_prints_the_resolved_settings(
     assert "l300   300 x 200 landscape: width 300, height cropped to at most 200" in out
     assert "sq150  150 x 150 square: the centre square, scaled to 150x150" in out
     assert "ignoring unknown option [properties] no_such_option" in out
+    assert f"\nimaging engine\n  {detect().name} {PIL.__version__}, " in out
     assert result.stderr == ""
     assert not list(daemon.workdir.glob("*.pid")), "--check-config started nothing"
 

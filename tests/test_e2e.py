@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import PIL
 import pytest
 from PIL import Image
 
@@ -458,7 +459,10 @@ def test_children_die_with_the_supervisor(launch: Callable[..., PhizerProcess]) 
 def test_version() -> None:
     result = run_cli(["--version"])
     assert result.returncode == 0
-    assert result.stdout.strip() == f"phizer {phizer.__version__}"
+    # Pillow-SIMD numbers its releases after Pillow's, with a .postN suffix.
+    engine = "Pillow-SIMD" if ".post" in PIL.__version__ else "Pillow"
+    assert result.stdout.startswith(f"phizer {phizer.__version__} ({engine} {PIL.__version__}, ")
+    assert "AVIF" in result.stdout and result.stdout.endswith(")\n")
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import PIL
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -307,4 +308,7 @@ def test_front_view() -> None:
     assert restarts == {"front": 4, "1": 0, "2": 2, "3": 1}
     (build,) = [labels for name, labels in found if name == "phizer_build_info"]
     assert dict(build)["version"] == __version__
+    (engine,) = [dict(labels) for name, labels in found if name == "phizer_engine_info"]
+    assert engine["version"] == PIL.__version__
+    assert engine["engine"] in ("Pillow", "Pillow-SIMD") and engine["avif"] != "no"
     assert types(text)["phizer_restarts"] == "counter"

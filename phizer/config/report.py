@@ -8,6 +8,7 @@ from phizer import __version__
 from phizer.config.loader import Config, Settings
 from phizer.config.options import CACHE, PROPERTIES, human_bytes
 from phizer.config.sizes import Constraint, SizeSpec
+from phizer.engine.detect import detect
 from phizer.imaging.qualities import quality_for
 from phizer.process.service import listeners_for
 
@@ -16,6 +17,7 @@ def render(config: Config, path: str) -> str:
     settings = config.settings
     sections = [
         [f"phizer {__version__}: {path} is valid"],
+        ["imaging engine", *_engine()],
         ["[properties]", *_properties(settings)],
         ["origins (the master first, then every slave at once)", *_origins(config)],
         ["sizes", *_sizes(config)],
@@ -140,6 +142,10 @@ def _tiers(config: Config) -> list[str]:
             f"timeout {CACHE['shared_timeout'].show(cache.shared_timeout)}"
         )
     return _indent(lines or ["none (memory only)"])
+
+
+def _engine() -> list[str]:
+    return _indent([detect().describe()])
 
 
 def _indent(lines: Iterable[str]) -> list[str]:

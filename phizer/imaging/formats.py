@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from phizer.engine.detect import enable_avif
+
+# An engine without AVIF of its own (Pillow-SIMD built on Debian 12) gets
+# it from pillow-avif-plugin, under the same format name.
+enable_avif()
+
 # Decoders we serve; anything else (EPS runs Ghostscript, for one) is refused.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "TIFF")
 # Encoders we write with; BMP and TIFF sources are re-encoded as PNG or JPEG.

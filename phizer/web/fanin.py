@@ -17,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from phizer import __version__
+from phizer.engine.detect import detect
+from phizer.web.metrics import ENGINE_INFO, engine_info
 
 WORKER_LABEL = "worker"
 FRONT = "front"
@@ -29,7 +31,7 @@ WORKER_UP = "phizer_worker_up"
 RESTARTS = "phizer_restarts_total"
 BUILD_INFO = "phizer_build_info"
 # Families only the front knows; a worker's answer may not carry them.
-FRONT_VIEW = (WORKER_UP, RESTARTS, BUILD_INFO)
+FRONT_VIEW = (WORKER_UP, RESTARTS, BUILD_INFO, ENGINE_INFO)
 
 
 def exposed_name(family: Metric) -> str:
@@ -111,7 +113,8 @@ class Merged(Collector):
 
 def front_view(up: Mapping[str, bool], restarts: Sequence[int]) -> list[Metric]:
     """Which workers answered this scrape, the supervisor's restart count of
-    each child (``restarts[0]`` the front's, then the workers' in order) and the build."""
+    each child (``restarts[0]`` the front's, then the workers' in order), the build
+    and the imaging engine."""
     worker_up = GaugeMetricFamily(
         WORKER_UP, "1 when the worker answered this scrape.", labels=[WORKER_LABEL]
     )
@@ -126,4 +129,4 @@ def front_view(up: Mapping[str, bool], restarts: Sequence[int]) -> list[Metric]:
         BUILD_INFO, "The running version; always 1.", labels=["version", "python"]
     )
     build.add_metric([__version__, ".".join(map(str, sys.version_info[:3]))], 1)
-    return [worker_up, restarted, build]
+    return [worker_up, restarted, build, engine_info(detect())]

@@ -44,10 +44,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from phizer.cache.lru import ByteLRU
+from phizer.engine.detect import Engine
 from phizer.tiers.stats import TierMetrics
 
 # What ``generate_latest`` writes (every phizer name is a classic one).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+ENGINE_INFO = "phizer_engine_info"
 
 # Prometheus' usual latency buckets (seconds), with 1 ms in front for fast resizes.
 DEFAULT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -55,6 +58,16 @@ DEFAULT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 # ``*_created`` series are an OpenMetrics notion that the text format can
 # only carry as extra gauges, one per series; phizer has never exposed them.
 disable_created_metrics()
+
+
+def engine_info(engine: Engine) -> GaugeMetricFamily:
+    """``phizer_engine_info{engine="Pillow-SIMD",version="12.1.1.post0",avif="native"} 1``;
+    ``avif`` is ``native``, ``pillow-avif-plugin`` or ``no``."""
+    family = GaugeMetricFamily(
+        ENGINE_INFO, "The imaging engine; always 1.", labels=["engine", "version", "avif"]
+    )
+    family.add_metric([engine.name, engine.version, engine.avif_source], 1)
+    return family
 
 
 class Counted(Protocol):

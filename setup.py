@@ -22,7 +22,7 @@ setup(
     packages=find_packages(include=["phizer", "phizer.*"]),
     python_requires=">=3.11",
     install_requires=[
-        "tornado>=6.4",
+        "tornado>=6.5.8",  # httputil.set_parse_body_config for long query strings
         "pycurl>=7.45",
         # AVIF read and write. Pillow-SIMD provides the same PIL under another
         # name: `python -m phizer.engine simd` swaps it in (README, "Engines").

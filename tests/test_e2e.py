@@ -25,6 +25,7 @@ from tests.e2e_support import (
     OriginServer,
     PhizerProcess,
     Response,
+    http_get,
     pid_alive,
     read_comm,
     run_cli,
@@ -226,6 +227,48 @@ def test_response_headers(shared: PhizerProcess) -> None:
     assert response.header("Content-Length") == str(len(response.body))
     assert response.header("Connection") == "close"
     assert response.header("Cache-Control") is None  # max_age = 0
+
+
+def test_a_long_query_string_is_ignored(shared: PhizerProcess) -> None:
+    query = "&".join(f"f{n}=1" for n in range(1500))
+    assert shared.get("/s100/land.jpg?" + query).body == shared.get("/s100/land.jpg").body
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "status"),
+    [
+        ("GET", "http://example.com/s100/land.jpg", 400),
+        ("OPTIONS", "*", 405),
+        ("CONNECT", "example.com:443", 405),
+    ],
+)
+def test_targets_that_are_not_paths_get_phizers_own_answer(
+    shared: PhizerProcess, method: str, target: str, status: int
+) -> None:
+    response = http_get(shared.port, target, method=method)
+    assert response.status == status
+    assert response.header("Server") == f"phizer/{phizer.__version__}"
+    assert response.header("Content-Type") == "text/plain; charset=utf-8"
+    assert b"<html" not in response.body and len(response.body) < 100
+
+
+def test_a_pipelined_request_after_connection_close_is_not_served(
+    shared: PhizerProcess, origin: OriginServer
+) -> None:
+    """keep_alive = false: the first answer says Connection: close, and a
+    request the client sent behind it is neither answered nor logged."""
+    origin.add("pipelined-second.jpg", ORIGINALS["tiny.jpg"])
+    head = "GET /s100/{} HTTP/1.1\r\nHost: phizer\r\n\r\n"
+    with socket.create_connection((HOST, shared.port), timeout=10) as connection:
+        first, second = head.format("land.jpg"), head.format("pipelined-second.jpg")
+        connection.sendall((first + second).encode())
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    assert received.count(b"HTTP/1.1 ") == 1
+    assert b"Connection: close" in received
+    wait_until(lambda: "/s100/land.jpg" in shared.log_text(), 5, "the first request was logged")
+    assert "pipelined-second.jpg" not in shared.log_text()
 
 
 def test_requests_are_logged(shared: PhizerProcess) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest import mock
 
 from PIL import Image
 from tornado.httpclient import HTTPResponse
@@ -177,3 +178,23 @@ class TestMissing(FreshnessCase):
         self.purge("/s100/gone.jpg")
         self.assertEqual(colour(self.get("/s100/gone.jpg")), "red")
         self.assertEqual(self.origin.counts["gone.jpg"], 2)
+
+
+class TestFailures(FreshnessCase):
+    settings = {"failure_ttl": 60}
+
+    def test_an_original_that_failed_answers_from_memory_at_every_size(self) -> None:
+        self.origin.files["bad.jpg"] = b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(200)
+        with mock.patch.object(
+            self.worker, "from_original", wraps=self.worker.from_original
+        ) as rendering:
+            statuses = [
+                self.get(path).code
+                for path in ("/s100/bad.jpg", "/m200/bad.jpg", "/s100/0x0/500x500/bad.jpg")
+            ]
+            self.assertEqual(statuses, [502, 502, 502])
+            self.assertEqual(rendering.call_count, 1)  # tried once, then remembered
+            self.purge("/s100/bad.jpg")
+            self.origin.files["bad.jpg"] = RED
+            self.assertEqual(colour(self.get("/s100/bad.jpg")), "red")
+            self.assertEqual(rendering.call_count, 2)

@@ -429,6 +429,15 @@ class Settings:
         minimum=0,
         maximum=86400,
     )
+    failure_ttl: int = option(
+        INTEGER,
+        60,
+        "seconds an original that could not be rendered (413, 422, 502 from decoding, past "
+        "`decode_timeout`) answers the same error for every size and crop without another try; "
+        "a purge forgets it; `0`: not remembered",
+        minimum=0,
+        maximum=86400,
+    )
     shutdown_timeout: float = option(
         SECONDS,
         10.0,

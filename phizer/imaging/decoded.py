@@ -148,9 +148,7 @@ def decode_once(
         detached(decode(fresh.image, wanted, facts.orientation)), facts.icc_profile
     )
     configured = tuple(plan_resize(*facts.size, spec) for spec in served)
-    return DecodedOriginal(
-        replace(facts, icc_profile=profile), pixels, configured, version=version
-    )
+    return DecodedOriginal(replace(facts, icc_profile=profile), pixels, configured, version=version)
 
 
 def detached(image: Image.Image) -> Image.Image:

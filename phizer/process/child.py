@@ -9,6 +9,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from tornado import httputil
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream
@@ -21,6 +22,7 @@ from phizer.process.logsetup import configure_logging
 from phizer.process.restarts import RestartBoard
 from phizer.process.supervisor import role_name
 from phizer.web.front import WORKER_CLIENTS, FrontState, make_front_app
+from phizer.web.handler import accept_long_queries
 from phizer.web.inflight import InFlight
 from phizer.web.protocol import worker_urls
 from phizer.web.worker import WorkerState, make_origin_set, make_worker_app
@@ -57,6 +59,7 @@ async def _serve(
     config: Config, restarts: RestartBoard, index: int, sockets: Sequence[socket.socket]
 ) -> None:
     settings = config.settings
+    accept_long_queries()
     state: FrontState | WorkerState
     if index == 0:
         client = CurlAsyncHTTPClient(force_instance=True, max_clients=WORKER_CLIENTS)
@@ -131,6 +134,21 @@ class BoundedHTTPServer(HTTPServer):
         super().initialize(*args, **kwargs)
         self.max_connections = max_connections
         self.open_connections = 0
+        # Without keep-alive, the connections that had their one request.
+        self.one_request = bool(kwargs.get("no_keep_alive"))
+        self._served: set[object] = set()
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        """Without keep-alive, a request pipelined behind the first (already
+        answered with ``Connection: close``) is dropped unread, unanswered
+        and unlogged: Tornado would read it from its buffer and serve it."""
+        if self.one_request:
+            if server_conn in self._served:
+                return _Dropped(request_conn)
+            self._served.add(server_conn)
+        return super().start_request(server_conn, request_conn)
 
     def handle_stream(self, stream: IOStream, address: tuple) -> None:
         if self.open_connections >= self.max_connections:
@@ -141,4 +159,17 @@ class BoundedHTTPServer(HTTPServer):
 
     def on_close(self, server_conn: object) -> None:
         self.open_connections -= 1
+        self._served.discard(server_conn)
         super().on_close(server_conn)
+
+
+class _Dropped(httputil.HTTPMessageDelegate):
+    def __init__(self, connection: httputil.HTTPConnection) -> None:
+        self.connection = connection
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> None:
+        self.connection.finish()

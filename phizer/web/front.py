@@ -30,7 +30,7 @@ from phizer.tiers.keys import TierKeys
 from phizer.tiers.records import Envelope, pack_result, unpack_result
 from phizer.transport import TransportFailure, fetch
 from phizer.web.admin import FrontAdmin, front_routes, is_allowed, peer_address
-from phizer.web.handler import BaseHandler, HandlerContext, log_request
+from phizer.web.handler import BaseHandler, HandlerContext, log_request, unroutable
 from phizer.web.inflight import InFlight
 from phizer.web.metrics import FrontMetrics
 from phizer.web.negotiate import offers_for, variant_key
@@ -273,4 +273,5 @@ def make_front_app(
         ],
         log_function=log_request,
         compress_response=False,
+        **unroutable(context),
     )

@@ -127,6 +127,31 @@ class BaseHandler(RequestHandler):
         self.finish(message + "\n")
 
 
+class UnroutableHandler(BaseHandler):
+    """What no route takes: a target that is not a path (``GET http://host/x``,
+    ``OPTIONS *``, ``CONNECT host:443``) gets phizer's own answer."""
+
+    async def serve(self) -> None:
+        raise BadRequest("request target must be a path")
+
+
+def unroutable(context: HandlerContext) -> dict[str, Any]:
+    """The Application settings that send unroutable targets to ``UnroutableHandler``."""
+    return {
+        "default_handler_class": UnroutableHandler,
+        "default_handler_args": {"context": context},
+    }
+
+
+def accept_long_queries() -> None:
+    """The query string is ignored, but Tornado parses it and refuses more
+    than 1,000 fields with a bare 400. A request head is at most 16 KiB, so
+    no query has more fields than this: it is read, and ignored."""
+    httputil.set_parse_body_config(
+        httputil.ParseBodyConfig(urlencoded=httputil.ParseUrlEncodedConfig(max_arguments=16384))
+    )
+
+
 def log_request(handler: RequestHandler) -> None:
     """The front's line per request; the level follows the status like Tornado's."""
     status = handler.get_status()

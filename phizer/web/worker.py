@@ -24,12 +24,19 @@ from tornado.web import Application
 
 from phizer.cache.locked import LockedLRU
 from phizer.cache.lru import ByteLRU
-from phizer.cache.missing import Missing
 from phizer.cache.readthrough import HIT, Codec, Names, ReadThrough
+from phizer.cache.remembered import Remembered
 from phizer.cache.singleflight import SingleFlight
 from phizer.config.loader import Config
 from phizer.config.sizes import SizeSpec
-from phizer.errors import NotFound, PhizerError
+from phizer.errors import (
+    BadImage,
+    DecodeTimeout,
+    NotFound,
+    PhizerError,
+    SourceTooLarge,
+    UnsupportedImage,
+)
 from phizer.imaging import jpegscale
 from phizer.imaging.decode import DecodeLimits, set_pixel_limit
 from phizer.imaging.decoded import DecodedOriginal, decode_once, decode_once_covers
@@ -52,7 +59,7 @@ from phizer.tiers.keys import TierKeys
 from phizer.tiers.records import Envelope
 from phizer.web.admin import worker_routes
 from phizer.web.describe import describe_routes
-from phizer.web.handler import BaseHandler, HandlerContext, log_worker_request
+from phizer.web.handler import BaseHandler, HandlerContext, log_worker_request, unroutable
 from phizer.web.inflight import InFlight
 from phizer.web.metrics import WorkerMetrics
 from phizer.web.protocol import (
@@ -73,6 +80,9 @@ log = logging.getLogger("phizer.worker")
 # made the image; the original was revalidated with the origins; a copy past
 # original_ttl was used (another request was revalidating, or the origins failed).
 DECODED = "decoded"
+# What an original itself causes (not the origins, not this worker's load):
+# the same file fails the same way at every size until it changes.
+REMEMBERED_FAILURES = (SourceTooLarge, UnsupportedImage, BadImage, DecodeTimeout)
 REVALIDATED = "revalidated"
 STALE = "stale"
 
@@ -173,7 +183,10 @@ class WorkerState:
         self.keys = TierKeys(config)
         # One revalidation per original at a time (see original()).
         self.revalidations: SingleFlight[tuple[Original, str]] = SingleFlight()
-        self.missing = Missing()
+        # Photos no origin had, and originals that failed to render, with the
+        # error every size and crop of them gets meanwhile.
+        self.missing: Remembered[NotFound] = Remembered()
+        self.failures: Remembered[PhizerError] = Remembered()
 
     def _usable(self, envelope: Envelope) -> Original | None:
         original = unpack_original(envelope.payload)
@@ -235,15 +248,16 @@ class WorkerState:
     async def _fetch(self, path: str, validators: Validators | None = None) -> Fetched:
         """From the origins; a photo none of them has is remembered for
         ``missing_ttl`` seconds, so a storm of requests for it costs one fetch."""
-        if self.missing.get(path, 0.0) > time.monotonic():
-            raise NotFound("image not found at any origin (recently)")
+        known = self.missing.get(path, time.monotonic())
+        if known is not None:
+            raise known
         started = time.perf_counter()
         try:
             return await self.origins.fetch(path, validators)
-        except NotFound:
+        except NotFound as missing:
             missing_ttl = self.config.settings.missing_ttl
             if missing_ttl > 0:
-                self.missing.put(path, time.monotonic() + missing_ttl)
+                self.missing.put(path, time.monotonic() + missing_ttl, missing)
             raise
         finally:
             self.metrics.fetch_seconds.observe(time.perf_counter() - started)
@@ -255,6 +269,7 @@ class WorkerState:
         """Drop ``path``'s original and decode here, and mark its tier entries stale."""
         self.metrics.purges.inc()
         self.missing.discard(path)
+        self.failures.discard(path)
         decoded = int(path in self.decoded)
         self.decoded.discard(path)
         originals = await self.originals.purge(path, lambda: self.keys.group(path))
@@ -316,6 +331,24 @@ class WorkerState:
         decoded = decode_once(fresh, sizes, settings.max_dimension, version or b"")
         self.decoded.put(path, decoded)
         return self._render(path, decoded, plan, spec, offers)
+
+    async def render_original(
+        self,
+        path: str,
+        original: Original,
+        spec: SizeSpec,
+        crop: Crop | None,
+        offers: tuple[str, ...],
+    ) -> Rendered:
+        """``from_original`` in a render thread, on the decode budget; an
+        original that cannot be rendered is remembered for ``failure_ttl``."""
+        try:
+            return await self.renderer.run(self.from_original, path, original, spec, crop, offers)
+        except REMEMBERED_FAILURES as failure:
+            failure_ttl = self.config.settings.failure_ttl
+            if failure_ttl > 0:
+                self.failures.put(path, time.monotonic() + failure_ttl, failure)
+            raise
 
     def _open(self, original: Original) -> FreshSource:
         output, settings = self.output, self.config.settings
@@ -381,6 +414,10 @@ class WorkerHandler(BaseHandler):
         if self.front_gone:
             self.cache_result = "abandoned"
             return
+        failed = state.failures.get(request.path, time.monotonic())
+        if failed is not None:
+            self.cache_result = "failed"
+            raise failed  # every size and crop of it, until failure_ttl passes
         fetched = started
         ttl = state.config.settings.original_ttl
         expires = 0.0
@@ -405,8 +442,8 @@ class WorkerHandler(BaseHandler):
             if rendered is None:
                 # Decoding is where a hostile original costs: in a render
                 # thread, on a budget.
-                rendered = await state.renderer.run(
-                    state.from_original, request.path, original, spec, request.crop, offers
+                rendered = await state.render_original(
+                    request.path, original, spec, request.crop, offers
                 )
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
@@ -441,4 +478,5 @@ def make_worker_app(config: Config, state: WorkerState | None = None) -> Applica
         ],
         log_function=log_worker_request,
         compress_response=False,
+        **unroutable(context),
     )

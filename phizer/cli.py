@@ -20,7 +20,6 @@ from PIL import Image
 
 from phizer import __version__
 from phizer.config.loader import Config, load_config, with_overrides
-from phizer.config.report import render
 from phizer.config.values import parse_log_level
 from phizer.engine.detect import detect
 from phizer.errors import ConfigError
@@ -44,6 +43,8 @@ from phizer.process.privileges import (
     resolve_identity,
 )
 from phizer.process.service import open_listeners, serve
+from phizer.report import render
+from phizer.web.fleet import purge_fleet
 
 log = logging.getLogger("phizer")
 
@@ -127,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="append the log (stderr of every process) to PATH",
     )
+    ops.add_argument(
+        "--purge",
+        action="append",
+        metavar="PATH",
+        help="purge the photo PATH (e.g. users/42/photo.jpg) on every --purge-host, then exit",
+    )
+    ops.add_argument(
+        "--purge-host",
+        action="append",
+        metavar="HOST:PORT",
+        help="a front to purge on (repeatable; default: this config's front on 127.0.0.1)",
+    )
     ops.add_argument("--user", help="run as USER once the sockets are bound (needs root)")
     ops.add_argument(
         "--group", help="run as GROUP once the sockets are bound (default: USER's group)"
@@ -187,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         print(render(config, args.config), end="")
         return 0
+    if args.purge:
+        hosts = args.purge_host or [f"127.0.0.1:{config.settings.bind_port}"]
+        return purge_fleet(args.purge, hosts)
     settings = config.settings
     configure_logging(settings, "supervisor", settings.log_level)
     try:

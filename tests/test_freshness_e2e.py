@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.e2e_support import OriginServer, PhizerProcess, http_get, serving_origin, wait_until
+from tests.e2e_support import (
+    OriginServer,
+    PhizerProcess,
+    http_get,
+    run_cli,
+    serving_origin,
+    wait_until,
+)
 from tests.imagetools import encode
 from tests.services import redis_service, running
 
@@ -110,3 +117,24 @@ def test_purge_on_one_host_reaches_the_other_through_redis(
             1.0,
             lambda: f"the other host still serves {every_size(second)}",
         )
+
+
+def test_one_command_purges_every_host_of_a_fleet_without_redis(
+    tmp_path: Path, started: list[PhizerProcess]
+) -> None:
+    with serving_origin(tmp_path / "origin", {"p.jpg": RED}) as origin:
+        hosts = [PhizerProcess(tmp_path / name, origin) for name in ("a", "b")]
+        for host in hosts:
+            started.append(host.start())
+            assert every_size(host) == ["red"] * 4
+        replace(origin.root, BLUE)
+        args = ["-c", str(hosts[0].config_path), "--purge", "p.jpg"]
+        for host in hosts:
+            args += ["--purge-host", f"127.0.0.1:{host.port}"]
+        result = run_cli(args)
+        assert result.returncode == 0, result.stderr
+        answers = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [answer["status"] for answer in answers] == [200, 200]
+        assert [every_size(host) for host in hosts] == [["blue"] * 4] * 2
+        refused = run_cli([*args[:4], "--purge-host", "127.0.0.1:9"])  # nobody there
+        assert refused.returncode == 1

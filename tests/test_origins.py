@@ -19,7 +19,6 @@ from botocore.credentials import Credentials, RefreshableCredentials
 
 from phizer.config.loader import Config, OriginSpec, load_config
 from phizer.config.origin_options import BucketSpec, RedirectHost, parse_redirect_host
-from phizer.config.report import render
 from phizer.errors import ConfigError, OriginError
 from phizer.origins.credentials import CredentialSource, Found, lookup
 from phizer.origins.redirects import MAX_REDIRECTS, RedirectGuard, RedirectRefused, RedirectRules
@@ -31,6 +30,7 @@ from phizer.origins.s3 import (
     outcome,
     redirect_hosts,
 )
+from phizer.report import render
 from phizer.tiers.keys import origins_fingerprint
 from tests.http_support import PoolTestCase, ServerPool, StubServer, http_origin, make_config, url
 from tests.imagetools import encode, photo

@@ -9,8 +9,8 @@ import pytest
 
 from phizer.config.loader import Config, load_config
 from phizer.config.options import Settings
-from phizer.config.report import describe_size, render
 from phizer.config.sizes import parse_size_spec
+from phizer.report import describe_size, render
 
 MINIMAL = """\
 [master]

@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 import pytest
 
-from phizer.config import report as checkconfig
+from phizer import report as checkconfig
 from phizer.config.addresses import MEMCACHED, REDIS, SharedAddress, parse_shared_address
 from phizer.config.loader import CacheTiers, Config, OriginSpec, Settings, load_config
 from phizer.config.sizes import parse_size_spec

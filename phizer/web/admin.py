@@ -51,6 +51,13 @@ class RestartCounts(Protocol):
         ...
 
 
+class NoRestarts:
+    """A front without a supervisor (tests, tools): nothing was restarted."""
+
+    def counts(self, children: int) -> list[int]:
+        return [0] * children
+
+
 @dataclass(frozen=True)
 class FrontAdmin:
     """What the front's admin endpoints need, built by the front."""

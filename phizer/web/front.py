@@ -23,13 +23,19 @@ from phizer.cache.lru import ByteLRU
 from phizer.cache.readthrough import HIT, MISS, Codec, Names, ReadThrough
 from phizer.config.loader import Config
 from phizer.errors import Forbidden, NotFound, WorkerTimeout, WorkerUnavailable, error_for_status
-from phizer.process.restarts import RestartBoard
 from phizer.tiers.chain import open_tiers, purge_bus
 from phizer.tiers.disk import RESULTS
 from phizer.tiers.keys import TierKeys
 from phizer.tiers.records import Envelope, pack_result, unpack_result
 from phizer.transport import TransportFailure, fetch
-from phizer.web.admin import FrontAdmin, front_routes, is_allowed, peer_address
+from phizer.web.admin import (
+    FrontAdmin,
+    NoRestarts,
+    RestartCounts,
+    front_routes,
+    is_allowed,
+    peer_address,
+)
 from phizer.web.handler import BaseHandler, HandlerContext, log_request, unroutable
 from phizer.web.inflight import InFlight
 from phizer.web.metrics import FrontMetrics
@@ -90,7 +96,7 @@ class FrontState:
         config: Config,
         worker_urls: Sequence[str],
         client: AsyncHTTPClient,
-        restarts: RestartBoard | None = None,
+        restarts: RestartCounts | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         settings = config.settings
@@ -98,7 +104,7 @@ class FrontState:
         self.config = config
         self.worker_urls = tuple(worker_urls)
         self.client = client
-        self.restarts = restarts or RestartBoard()
+        self.restarts = restarts or NoRestarts()
         self.in_flight = InFlight()
         memory: ByteLRU[FinishedImage] = ByteLRU(
             0 if settings.disable_cache else settings.resized_cache_size
@@ -254,7 +260,7 @@ def strong_etag(data: bytes) -> str:
 
 
 def make_front_app(
-    config: Config, state: FrontState | None = None, restarts: RestartBoard | None = None
+    config: Config, state: FrontState | None = None, restarts: RestartCounts | None = None
 ) -> Application:
     if state is None:
         client = CurlAsyncHTTPClient(force_instance=True, max_clients=WORKER_CLIENTS)

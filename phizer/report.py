@@ -1,4 +1,4 @@
-"""``--check-config``: the resolved config as an operator wants to read it."""
+"""``--check-config``: the resolved config as an operator wants to read it (over every layer)."""
 
 from __future__ import annotations
 

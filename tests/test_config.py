@@ -147,7 +147,9 @@ def test_defaults_without_properties(tmp_path):
     assert settings.max_inflight_requests == 100
     assert settings.syslog_priority == logging.ERROR
     assert settings.num_workers == defaults.num_workers
-    assert settings.num_workers == max(1, (os.cpu_count() or 1) - 1)
+    # More workers than cores: a burst of photos pinned to one worker must
+    # not leave a core idle.
+    assert settings.num_workers > (os.cpu_count() or 1)
 
 
 def test_every_property_is_parsed(tmp_path):

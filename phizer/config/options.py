@@ -198,7 +198,11 @@ def option(kind: Kind, default: Any, help: str, **details: Any) -> Any:
 
 
 def default_num_workers() -> int:
-    return max(1, (os.cpu_count() or 1) - 1)
+    """Twice the cores: each photo is pinned to one worker, and with one
+    worker per core a burst of photos that hash alike leaves a core idle
+    (cold photos on 2 cores: 68 req/s with 2 workers, 74 with 3, 79 with 4;
+    see bench/RESULTS.md). The 2012 default was CPUs - 1."""
+    return 2 * (os.cpu_count() or 1)
 
 
 _TYPED = Legacy.TYPED
@@ -229,13 +233,14 @@ class Settings:
         INTEGER,
         None,
         "worker processes. Each photo is pinned to one worker (`crc32`), so with one worker "
-        "per core a burst of photos that hash alike leaves a core idle; about twice the cores "
-        "evens that out (cold photos on 2 cores: 71 req/s with 2 workers, 79 with 4, see "
-        "bench/RESULTS.md) at some 35 MB of RSS and its own caches per worker",
+        "per core a burst of photos that hash alike leaves a core idle; twice the cores evens "
+        "that out (cold photos on 2 cores: 68 req/s with 2 workers, 74 with 3, 79 with 4, see "
+        "bench/RESULTS.md) at some 35 MB of RSS and its own caches per worker; the 2012 "
+        "default was CPUs - 1",
         minimum=1,
         maximum=256,
         factory=default_num_workers,
-        default_text="CPUs - 1, at least 1",
+        default_text="twice the CPUs",
         legacy=_TYPED,
     )
     canvas_color: tuple[int, int, int] = option(

@@ -26,7 +26,9 @@ setup(
         "pycurl>=7.45",
         # AVIF read and write. Pillow-SIMD provides the same PIL under another
         # name: `python -m phizer.engine simd` swaps it in (README, "Engines").
-        "Pillow>=11.3",
+        # Bounded above: phizer.imaging.jpegscale sets libjpeg's 3/8 scale
+        # through Pillow internals, probed at start, known to hold up to 13.x.
+        "Pillow>=11.3,<14",
         "python-daemon>=3.0",
         "redis>=5.0",
         "pymemcache>=4.0",
@@ -34,12 +36,15 @@ setup(
         "botocore>=1.34",  # bucket origins: AWS credential chain and SigV4 signer
     ],
     extras_require={
+        # Pinned: the lint, format and type checks in the tests must not
+        # change verdict with a release of the tools.
         "test": [
-            "pytest>=7",
-            "pytest-timeout>=2",
-            "hypothesis>=6",
-            "ruff>=0.5",
-            "moto[server]>=5.0",  # a real S3 API on loopback for the bucket origin tests
+            "pytest==9.2.0",
+            "pytest-timeout==2.4.0",
+            "hypothesis==6.170.27",
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+            "moto[server]==5.2.5",  # a real S3 API on loopback for the bucket origin tests
         ],
     },
     entry_points={"console_scripts": ["phizer = phizer.cli:main"]},

@@ -589,9 +589,7 @@ class Thumbor(Resizer):
     def start(self) -> None:
         for instance, port in zip(self.instances, self.instance_ports, strict=True):
             instance.start()
-            instance.wait_ready(
-                lambda port=port: http_get(port, "/healthcheck", 2.0)[0] == 200
-            )
+            instance.wait_ready(lambda port=port: http_get(port, "/healthcheck", 2.0)[0] == 200)
         self.process.start()
         self.process.wait_ready(lambda: http_get(self.port, "/healthcheck", 2.0)[0] == 200)
 
@@ -602,8 +600,6 @@ class Thumbor(Resizer):
 
     def version(self) -> str:
         return package_version(THUMBOR_VENV, "thumbor")
-
-
 
 
 class Phizer(Resizer):

@@ -113,9 +113,7 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginServer]:
 
 
 @pytest.fixture
-def make_daemon(
-    tmp_path: Path, origin: OriginServer
-) -> Iterator[Callable[..., Daemon]]:
+def make_daemon(tmp_path: Path, origin: OriginServer) -> Iterator[Callable[..., Daemon]]:
     """Configs for daemons; every process they start is killed at teardown."""
     tokens: list[str] = []
 
@@ -255,9 +253,7 @@ def test_daemon_detaches_serves_and_keeps_its_files(make_daemon: Callable[..., D
     )
 
 
-def test_second_start_with_the_same_pidfile_is_refused(
-    make_daemon: Callable[..., Daemon]
-) -> None:
+def test_second_start_with_the_same_pidfile_is_refused(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
     pidfile = daemon.workdir / "phizer.pid"
     log = daemon.workdir / "phizer.log"
@@ -316,7 +312,7 @@ def test_daemon_without_a_log_destination_warns(make_daemon: Callable[..., Daemo
 
 
 def test_sigterm_stops_every_process_and_removes_the_pidfile(
-    make_daemon: Callable[..., Daemon]
+    make_daemon: Callable[..., Daemon],
 ) -> None:
     daemon = make_daemon()
     pidfile = daemon.workdir / "phizer.pid"
@@ -361,9 +357,7 @@ def test_busy_port_is_reported_before_detaching(make_daemon: Callable[..., Daemo
     assert not pidfile.exists()
 
 
-def test_failure_after_detaching_reaches_the_terminal(
-    make_daemon: Callable[..., Daemon]
-) -> None:
+def test_failure_after_detaching_reaches_the_terminal(make_daemon: Callable[..., Daemon]) -> None:
     # A missing directory is only found when the daemon writes the pidfile.
     daemon = make_daemon()
     pidfile = daemon.workdir / "missing" / "phizer.pid"
@@ -454,7 +448,7 @@ def test_user_and_group_run_every_process_unprivileged(
 
 @needs_root
 def test_user_that_could_not_remove_the_pidfile_is_refused(
-    make_daemon: Callable[..., Daemon]
+    make_daemon: Callable[..., Daemon],
 ) -> None:
     _service_ids()
     daemon = make_daemon()
@@ -520,9 +514,7 @@ def _wait_exit_status(pid: int) -> int:
 # --check-config
 
 
-def test_check_config_prints_the_resolved_settings(
-    make_daemon: Callable[..., Daemon]
-) -> None:
+def test_check_config_prints_the_resolved_settings(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(
         properties={
             "client_cache_size": "25 * 1024 * 1024, # 25MB",

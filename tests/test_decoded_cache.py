@@ -42,6 +42,7 @@ from tests.imagetools import decode, encode, photo, ssim
 def cost(key: str, nbytes: int) -> int:
     return nbytes + len(key) + ENTRY_OVERHEAD
 
+
 SIZES = {
     "t96": "96 square",
     "s220": "220x220",
@@ -376,9 +377,7 @@ class TestFrontCacheOff(PoolTestCase):
     def get_app(self) -> Application:
         self.pool = ServerPool(self.io_loop)
         self.origin, origin_port = self.pool.stub(StubServer(files={"photo.jpg": JPEG}))
-        config = make_config(
-            http_origin("master", origin_port), sizes=SIZES, resized_cache_size=0
-        )
+        config = make_config(http_origin("master", origin_port), sizes=SIZES, resized_cache_size=0)
         worker_app, self.worker = self.pool.worker_app(config)
         self.worker_requests = count_requests(worker_app)
         app, self.front = self.pool.front_app(config, [url(self.pool.start(worker_app))])

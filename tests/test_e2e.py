@@ -637,4 +637,3 @@ def _tunables(pid: int) -> str:
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     found = [item for item in environ if item.startswith(b"GLIBC_TUNABLES=")]
     return found[0].decode().partition("=")[2] if found else ""
-

@@ -136,9 +136,7 @@ def test_sigterm_finishes_requests_in_flight(
 ) -> None:
     process = _launch(
         started,
-        PhizerProcess(
-            tmp_path / "run", origin, slaves=[gated], properties={"origin_timeout": 20}
-        ),
+        PhizerProcess(tmp_path / "run", origin, slaves=[gated], properties={"origin_timeout": 20}),
     )
     children = list(process.children().values())
     paths = [f"/s100/slow-{n}.jpg" for n in range(6)]

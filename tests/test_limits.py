@@ -10,12 +10,14 @@ import zlib
 
 import pytest
 from PIL import Image
+from tornado.testing import gen_test
 from tornado.web import Application, RequestHandler
 
-from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage
+from phizer.errors import BadImage, SourceTooLarge, UnsupportedImage, WorkerUnavailable
 from phizer.imaging.decode import open_image, set_pixel_limit, unsupported_format
+from phizer.origins.base import FetchLimits, InFlightBytes
 from phizer.origins.directory import DirectoryOrigin
-from phizer.origins.transfer import BoundedSink
+from phizer.origins.transfer import BoundedSink, get
 from tests.hostile_corpus import cur, psd, svg_after_comment
 from tests.http_support import (
     PoolTestCase,
@@ -24,6 +26,7 @@ from tests.http_support import (
     directory_origin,
     http_origin,
     make_config,
+    url,
 )
 from tests.imagetools import encode, photo
 
@@ -203,3 +206,34 @@ class TestHttpOriginLimit(PoolTestCase):
         base = f"http://127.0.0.1:{self.chunked_worker}"
         # Far larger than the limit: refused once the limit is passed.
         self.assertEqual(self.get(f"/s100/chunked/{LIMIT * 100}.jpg", base=base).code, 413)
+
+
+def test_originals_in_flight_share_one_budget() -> None:
+    budget = InFlightBytes(100)
+    first, second = BoundedSink(1000, budget), BoundedSink(1000, budget)
+    assert first.write(b"x" * 60) == 60
+    assert second.write(b"y" * 50) == 0 and second.over_budget  # 110 > 100: stopped
+    assert second.write(b"y" * 40) == 40  # what fits still does
+    first.release()
+    second.release()
+    assert budget.held == 0
+    assert BoundedSink(1000, budget).write(b"z" * 100) == 100
+
+
+class TestInFlightBudget(PoolTestCase):
+    def get_app(self) -> Application:
+        self.pool = ServerPool(self.io_loop)
+        _origin, self.origin_port = self.pool.stub(StubServer(files={"photo.jpg": SMALL_JPEG}))
+        return Application()
+
+    @gen_test
+    async def test_a_fetch_past_the_budget_stops_with_503(self) -> None:
+        budget = InFlightBytes(len(SMALL_JPEG) // 2)  # less than this one original
+        limits = FetchLimits(2.0, 5.0, LIMIT, budget)
+        with self.assertRaises(WorkerUnavailable) as caught:
+            await get(self.pool.client(), url(self.origin_port) + "/photo.jpg", "master", limits)
+        self.assertEqual(caught.exception.status, 503)
+        self.assertEqual(budget.held, 0)  # nothing is left counted
+        roomy = FetchLimits(2.0, 5.0, LIMIT, InFlightBytes(LIMIT))
+        answer = await get(self.pool.client(), url(self.origin_port) + "/photo.jpg", "m", roomy)
+        self.assertEqual(answer.body, SMALL_JPEG)

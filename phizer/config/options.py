@@ -323,6 +323,14 @@ class Settings:
         "images with more pixels are refused with 413 from their header, before decoding",
         minimum=1,
     )
+    max_inflight_bytes: int = option(
+        BYTES,
+        256 * MIB,
+        "bytes of originals each worker may have on their way in from the origins at once "
+        "(at least `max_source_bytes`); a fetch that would pass it stops with 503 and "
+        "`Retry-After: 1`, so a burst of large originals cannot take a worker's memory",
+        minimum=1,
+    )
     max_jpeg_scans: int = option(
         INTEGER,
         64,

@@ -61,6 +61,26 @@ class Origin(Protocol):
     async def fetch(self, path: str, validators: Validators | None = None) -> Fetched: ...
 
 
+class InFlightBytes:
+    """The bytes of originals being fetched by one process, bounded: past
+    ``budget`` a fetch is stopped with 503 (``Retry-After``) rather than let
+    a burst of large originals take the process's memory."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def take(self, count: int) -> bool:
+        """Count ``count`` more bytes; False (nothing counted) past the budget."""
+        if self.held + count > self.budget:
+            return False
+        self.held += count
+        return True
+
+    def give_back(self, count: int) -> None:
+        self.held = max(0, self.held - count)
+
+
 @dataclass(frozen=True)
 class FetchLimits:
     """The limits every network fetch of an origin keeps."""
@@ -68,6 +88,10 @@ class FetchLimits:
     connect_timeout: float
     timeout: float
     max_bytes: int = DEFAULT_MAX_BYTES
+    in_flight: InFlightBytes | None = None  # shared by the process's fetches
 
     def too_large(self) -> str:
         return f"source image is larger than {self.max_bytes} bytes"
+
+    def over_budget(self) -> str:
+        return "too many large originals in flight; try again"

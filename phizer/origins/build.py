@@ -5,7 +5,7 @@ from __future__ import annotations
 from tornado.httpclient import AsyncHTTPClient
 
 from phizer.config.loader import Config, OriginSpec
-from phizer.origins.base import FetchLimits, Origin
+from phizer.origins.base import FetchLimits, InFlightBytes, Origin
 from phizer.origins.chain import OriginSet
 from phizer.origins.directory import DirectoryOrigin
 from phizer.origins.http import HttpOrigin
@@ -16,7 +16,10 @@ def build_origin_set(config: Config, client: AsyncHTTPClient) -> OriginSet:
     """The master and the slaves; a bucket's credentials are looked up now."""
     settings = config.settings
     limits = FetchLimits(
-        settings.origin_connect_timeout, settings.origin_timeout, settings.max_source_bytes
+        settings.origin_connect_timeout,
+        settings.origin_timeout,
+        settings.max_source_bytes,
+        InFlightBytes(max(settings.max_inflight_bytes, settings.max_source_bytes)),
     )
     rules = RedirectRules.from_config(config)
     origins = [build_origin(spec, client, limits, rules) for spec in config.origins]

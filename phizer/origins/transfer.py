@@ -18,8 +18,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httputil import HTTPHeaders
 
 from phizer import __version__
-from phizer.errors import OriginError, OriginTimeout, SourceTooLarge
-from phizer.origins.base import FetchLimits
+from phizer.errors import OriginError, OriginTimeout, SourceTooLarge, WorkerUnavailable
+from phizer.origins.base import FetchLimits, InFlightBytes
 from phizer.origins.redirects import (
     MAX_REDIRECTS,
     REDIRECT_STATUSES,
@@ -50,9 +50,11 @@ class BoundedSink:
     soon as it grows past the limit instead of being buffered whole.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, in_flight: InFlightBytes | None = None) -> None:
         self.max_bytes = max_bytes
+        self.in_flight = in_flight
         self.overflowed = False
+        self.over_budget = False
         self._chunks: list[bytes] = []
         self._size = 0
 
@@ -61,15 +63,25 @@ class BoundedSink:
         curl.setopt(pycurl.WRITEFUNCTION, self.write)
 
     def write(self, chunk: bytes) -> int:
-        self._size += len(chunk)
-        if self._size > self.max_bytes:
+        if self._size + len(chunk) > self.max_bytes:
             self.overflowed = True
             return 0  # anything but len(chunk) makes curl abort the transfer
+        if self.in_flight is not None and not self.in_flight.take(len(chunk)):
+            self.over_budget = True
+            return 0
+        self._size += len(chunk)
         self._chunks.append(chunk)
         return len(chunk)
 
+    def release(self) -> None:
+        """The body is handed on (or dropped): it no longer counts as in flight."""
+        if self.in_flight is not None:
+            self.in_flight.give_back(self._size)
+
     def data(self) -> bytes:
-        return b"".join(self._chunks)
+        data = b"".join(self._chunks)
+        self._chunks = []  # one copy held from here on, not two
+        return data
 
 
 async def get(
@@ -85,7 +97,7 @@ async def get(
 ) -> Answer:
     """One GET, without following redirects; transport failures become
     ``OriginTimeout`` (504), ``SourceTooLarge`` (413) or ``OriginError`` (502)."""
-    sink = BoundedSink(limits.max_bytes)
+    sink = BoundedSink(limits.max_bytes, limits.in_flight)
 
     def prepare(curl: pycurl.Curl) -> None:
         sink.attach(curl)
@@ -105,13 +117,17 @@ async def get(
     )
     try:
         response = await fetch(client, request)
+        return Answer(response.code, response.headers, sink.data(), url)
     except TransportFailure as failure:
+        if sink.over_budget:
+            raise WorkerUnavailable(limits.over_budget()) from None
         if sink.overflowed or failure.curl_errno == pycurl.E_FILESIZE_EXCEEDED:
             raise SourceTooLarge(limits.too_large()) from None
         if failure.timed_out:
             raise OriginTimeout(f"origin {name} timed out") from None
         raise OriginError(f"origin {name} unreachable") from None
-    return Answer(response.code, response.headers, sink.data(), url)
+    finally:
+        sink.release()
 
 
 async def get_following(

@@ -444,6 +444,9 @@ def url_cases() -> list[Case]:
         refused("crop-not-number", _path("good.jpg", "0x0/1000xabc")),
         refused("crop-exponent", _path("good.jpg", "0x0/1e3x1000")),
         refused("crop-fraction", _path("good.jpg", "0x0/999.5x1000")),
+        refused("crop-exponent-top-left", _path("good.jpg", "1e3x0/1000x1000")),
+        refused("crop-fraction-top-left", _path("good.jpg", "0.5x0/1000x1000")),
+        refused("crop-both-malformed", _path("good.jpg", "1e3x0/1e3x1000")),
     ]
 
 

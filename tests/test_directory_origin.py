@@ -145,6 +145,7 @@ def fetch(origin: DirectoryOrigin, path: str, validators: Validators | None = No
         "sub",
         "sublink",
         "dangling.jpg",
+        "sub/inside.jpg\0",
     ],
 )
 def test_the_origin_answers_not_found(opener: beneath.Opener, tree: Path, path: str) -> None:

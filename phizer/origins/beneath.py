@@ -75,6 +75,8 @@ def openat2_beneath(dir_fd: int, path: str, flags: int) -> int:
         raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
     how = _OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
     encoded = os.fsencode(path)
+    if b"\0" in encoded:
+        raise ValueError("embedded null byte")  # as os.open says: C would cut the name there
     for _ in range(_RETRIES):
         fd = _SYSCALL(_OPENAT2, dir_fd, encoded, ctypes.byref(how), ctypes.sizeof(how))
         if fd >= 0:

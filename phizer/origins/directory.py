@@ -60,6 +60,8 @@ class DirectoryOrigin:
         try:
             # O_NONBLOCK: opening a FIFO planted under the root must not hang.
             return open_beneath(root, path, os.O_RDONLY | os.O_NONBLOCK)
+        except ValueError:  # a NUL in the name: no file has one
+            raise NotFound(f"not found at origin {self.name}") from None
         except OSError as err:
             if err.errno in _NOT_SERVED:
                 raise NotFound(f"not found at origin {self.name}") from None

@@ -62,6 +62,7 @@ TIER_PROBLEMS = (
     "phizer_tier_errors_total",
     "phizer_tier_skipped_total",
     "phizer_tier_writes_dropped_total",
+    "phizer_tier_rejected_total",
 )
 
 
@@ -75,7 +76,7 @@ class RunResult:
     origin_fetches: int
     resizes: int
     seconds: float
-    # Tier errors, skipped calls and dropped writes, when there were any.
+    # Tier errors, skipped calls, dropped writes and rejected values, when there were any.
     tier_problems: dict[str, int]
     # With a shared Redis: from a purge on one host until the other served
     # the photo's new bytes at every size, in milliseconds.

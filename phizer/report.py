@@ -141,7 +141,10 @@ def _tiers(config: Config) -> list[str]:
             f"shared: {cache.shared.describe()}, entries kept {cache.shared_ttl}s, "
             f"timeout {CACHE['shared_timeout'].show(cache.shared_timeout)}"
         )
-    return _indent(lines or ["none (memory only)"])
+    if not lines:
+        return _indent(["none (memory only)"])
+    lines.append(f"secret: {CACHE['secret'].show(cache.secret)}")
+    return _indent(lines)
 
 
 def _engine() -> list[str]:

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import random
 import struct
 import zlib
@@ -443,6 +444,9 @@ def url_cases() -> list[Case]:
         refused("crop-not-number", _path("good.jpg", "0x0/1000xabc")),
         refused("crop-exponent", _path("good.jpg", "0x0/1e3x1000")),
         refused("crop-fraction", _path("good.jpg", "0x0/999.5x1000")),
+        refused("crop-exponent-top-left", _path("good.jpg", "1e3x0/1000x1000")),
+        refused("crop-fraction-top-left", _path("good.jpg", "0.5x0/1000x1000")),
+        refused("crop-both-malformed", _path("good.jpg", "1e3x0/1e3x1000")),
     ]
 
 
@@ -687,6 +691,82 @@ def unsupported_cases() -> list[Case]:
         case("pcx", encode(small, "PCX")),
         case("tga", encode(small, "TGA")),
         case("svg-after-comment", svg_after_comment()),
+    ]
+
+
+# --------------------------------------------------------------------------
+# A directory origin's tree: what a local user who can write into it plants
+
+
+@dataclass(frozen=True)
+class DirectoryCase:
+    """A path under a ``directory =`` origin's root and the status it owes."""
+
+    name: str
+    origin_path: str
+    expected_status: int
+    expected_size: tuple[int, int] | None = None
+
+    @property
+    def path(self) -> str:
+        return _path(quote(self.origin_path))
+
+
+INSIDE_IMAGE_SIZE = SOURCE
+OUTSIDE_IMAGE_SIZE = (SOURCE[1], SOURCE[0])  # portrait: told apart from the inside one
+
+
+def directory_tree(root: Path, outside: Path) -> None:
+    """Plant the hostile tree under ``root``; ``outside`` (a sibling of
+    ``root`` named ``outside``) holds what must never be served."""
+    inside = jpeg(INSIDE_IMAGE_SIZE)
+    secret = jpeg(OUTSIDE_IMAGE_SIZE)
+    (root / "sub" / "deeper").mkdir(parents=True)
+    outside.mkdir(parents=True, exist_ok=True)
+    (outside / "secret.jpg").write_bytes(secret)
+    (root / "sub" / "inside.jpg").write_bytes(inside)
+    links = {
+        "alias.jpg": "sub/inside.jpg",
+        "roundabout.jpg": "sub/deeper/../inside.jpg",
+        "absolute.jpg": str(root / "sub" / "inside.jpg"),
+        "escape.jpg": str(outside / "secret.jpg"),
+        "up": "..",
+        "out": str(outside),
+        "loop-a.jpg": "loop-b.jpg",
+        "loop-b.jpg": "loop-a.jpg",
+        "self": "self",
+        "dangling.jpg": "gone.jpg",
+        "proc-self.jpg": "/proc/self/fd/0",
+    }
+    for name, target in links.items():
+        (root / name).symlink_to(target)
+    (root / "sub" / "climb.jpg").symlink_to(os.path.relpath(outside / "secret.jpg", root / "sub"))
+    os.mkfifo(root / "fifo.jpg")
+
+
+def directory_cases() -> list[DirectoryCase]:
+    served = fit(INSIDE_IMAGE_SIZE)
+    refused = [
+        ("absolute-link", "absolute.jpg"),
+        ("link-out", "escape.jpg"),
+        ("link-up", "up/outside/secret.jpg"),
+        ("link-dir-out", "out/secret.jpg"),
+        ("link-climbs-out", "sub/climb.jpg"),
+        ("link-loop", "loop-a.jpg"),
+        ("link-self-loop", "self/x.jpg"),
+        ("link-dangling", "dangling.jpg"),
+        ("magic-link", "proc-self.jpg"),
+        ("fifo", "fifo.jpg"),
+        ("directory", "sub"),
+        ("name-too-long", "n" * 300 + ".jpg"),
+        ("missing", "nothing.jpg"),
+        ("file-as-directory", "sub/inside.jpg/x.jpg"),
+    ]
+    return [
+        DirectoryCase("dir-plain", "sub/inside.jpg", 200, served),
+        DirectoryCase("dir-link-inside", "alias.jpg", 200, served),
+        DirectoryCase("dir-link-dotdot-inside", "roundabout.jpg", 200, served),
+        *(DirectoryCase(f"dir-{name}", path, 404) for name, path in refused),
     ]
 
 

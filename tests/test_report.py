@@ -1,4 +1,4 @@
-"""``--check-config``'s report (phizer/config/report.py) on configs read from files."""
+"""``--check-config``'s report (phizer/report.py) on configs read from files."""
 
 from __future__ import annotations
 

@@ -727,6 +727,7 @@ def read_result(envelope: Envelope) -> ResultRecord | None:
 
 
 GROUP = key_in_bucket("7", 9)
+PNG_START = b"\x89PNG\r\n\x1a\n"  # what a finished PNG read from a tier must start with
 
 
 def test_chain_asks_in_order_and_copies_to_earlier_tiers(tmp_path: Path) -> None:
@@ -737,14 +738,14 @@ def test_chain_asks_in_order_and_copies_to_earlier_tiers(tmp_path: Path) -> None
         [Guard(disk, metrics.tiers, backstop=5.0), Guard(shared, metrics.tiers, backstop=5.0)]
     )
     key = key_in_bucket("9", 1)
-    stored = wrap(pack_result("image/png", b"png"), time.time())
+    stored = wrap(pack_result("image/png", PNG_START + b"png"), time.time())
     shared.store[key] = stored
     shared.store[key_in_bucket("9", 2)] = b"garbage"
 
     async def run() -> None:
         found = await chain.get(key, read_result, GROUP)
         assert found is not None and found.tier == "fake"
-        assert found.value.data == b"png"
+        assert found.value.data == PNG_START + b"png"
         await chain.close(5.0)  # lets the copy to the disk finish
         assert await chain.get(key_in_bucket("9", 2), read_result, GROUP) is None
 
@@ -769,17 +770,19 @@ def test_chain_skips_what_a_purge_or_an_expiry_made_stale(tmp_path: Path) -> Non
     before, after, expiring = (key_in_bucket("a", n) for n in range(3))
 
     async def run() -> None:
-        chain.put_later(before, pack_result("image/png", b"old"))
-        chain.put_later(expiring, pack_result("image/png", b"brief"), expires=clock.now + 10)
+        chain.put_later(before, pack_result("image/png", PNG_START + b"old"))
+        chain.put_later(
+            expiring, pack_result("image/png", PNG_START + b"brief"), expires=clock.now + 10
+        )
         clock.now += 1
         await chain.purge(GROUP)
         clock.now += 1
-        chain.put_later(after, pack_result("image/png", b"new"))
+        chain.put_later(after, pack_result("image/png", PNG_START + b"new"))
         while any(guard.pending for guard in chain.guards):
             await asyncio.sleep(0)  # the background writes finish
         assert await chain.get(before, read_result, GROUP) is None  # written before the purge
         found = await chain.get(after, read_result, GROUP)
-        assert found is not None and found.value.data == b"new"
+        assert found is not None and found.value.data == PNG_START + b"new"
         other = key_in_bucket("b", 1)  # another photo's purge leaves it alone
         assert await chain.get(expiring, read_result, other) is not None
         clock.now += 10

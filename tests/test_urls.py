@@ -46,10 +46,70 @@ def test_valid_crops(raw, crop):
     assert parse_request_path(raw).crop == crop
 
 
-@pytest.mark.parametrize("raw", ["/s/0x0/box/a.jpg", "/s/0x0/photos/a.jpg", "/s/1x2/x/a.jpg"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/s/0x0/box/a.jpg",
+        "/s/0x0/photos/a.jpg",
+        "/s/1x2/x/a.jpg",
+        "/s/box/0x0/a.jpg",
+        "/s/photos/0x0/a.jpg",
+        "/s/x/1x2/a.jpg",
+        "/s/2x/3x/a.jpg",
+        "/s/2x/photo.jpg",
+        "/s/box/photo.jpg",
+        "/s/0x1f/0x2a/a.jpg",
+        "/s/1e3x0/a.jpg",
+        "/s/0x0/1000x1000",
+        "/s/2012/06/a.jpg",
+        "/s/0X0/1000X1000/a.jpg",
+    ],
+)
 def test_a_crop_like_directory_name_is_still_a_path(raw):
     assert parse_request_path(raw).crop is None
     assert parse_request_path(raw).path == raw[3:]
+
+
+def _read_as(raw: str) -> str:
+    """How a path was taken: a crop (valid or not) or a plain path."""
+    try:
+        request = parse_request_path(raw)
+    except BadRequest:
+        return "crop"
+    return "path" if request.crop is None else "crop"
+
+
+_POINTS = st.sampled_from(
+    [
+        "0x0",
+        "1000x1000",
+        "1e3x0",
+        "0x1e3",
+        "999.5x1",
+        "2x",
+        "x2",
+        "box",
+        "x",
+        "abcx0",
+        "0xabc",
+        "0x1f",
+        "1x",
+        "-1x-1",
+        "+5x5",
+        "10x20",
+        "2012",
+        "photo.jpg",
+        "1.5x2",
+        "3x4x5",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(_POINTS, _POINTS)
+def test_crop_points_are_read_the_same_either_way_round(first, second):
+    # Whether two segments are crop points never depends on which comes first.
+    assert _read_as(f"/s/{first}/{second}/a.jpg") == _read_as(f"/s/{second}/{first}/a.jpg")
 
 
 def test_crop_applies_before_a_nested_path():
@@ -165,6 +225,13 @@ def test_c1_control_characters_are_bad_requests(raw):
         "/s/0x0/1000xabc/a.jpg",
         "/s/0x0/1e3x1000/a.jpg",
         "/s/0x0/999.5x1000/a.jpg",
+        "/s/1e3x0/1000x1000/a.jpg",
+        "/s/999.5x0/1000x1000/a.jpg",
+        "/s/abcx0/1000x1000/a.jpg",
+        "/s/0x0/2x/a.jpg",
+        "/s/2x/0x0/a.jpg",
+        "/s/1e3x0/1e3x1000/a.jpg",
+        "/s/0.5x0/1x1.5/a.jpg",
     ],
 )
 def test_bad_crops_are_bad_requests(raw):

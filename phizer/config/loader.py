@@ -191,7 +191,8 @@ class _Reader:
                 declaration.legacy is Legacy.TYPED and converted
             )
             if not lenient:
-                raise ConfigError(f"[{section}] {declaration.name} = {raw!r}: {err}") from None
+                written = "(hidden)" if declaration.kind.hidden else repr(raw)
+                raise ConfigError(f"[{section}] {declaration.name} = {written}: {err}") from None
             default = declaration.show(declaration.default_value())
             self.warnings.append(
                 f"[{section}] {declaration.name} = {raw!r}: {err}; using the default instead "

@@ -92,6 +92,7 @@ class Kind:
     convert: Callable[[str], Any]
     show: Callable[[Any], str] = str
     unit: str = ""
+    hidden: bool = False  # a secret: its text is never repeated, not even in an error
 
 
 TEXT = Kind(values.parse_non_empty)
@@ -108,6 +109,8 @@ SYSLOG_ADDRESS = Kind(values.parse_syslog_address, _show_address)
 NETWORKS = Kind(values.parse_networks, _show_networks)
 AUTO_FORMAT = Kind(values.parse_auto_format, _show_formats)
 SHARED = Kind(parse_shared_address, lambda address: address.describe())
+# A secret is never shown, only whether there is one.
+SECRET = Kind(values.parse_secret, lambda _: "set", hidden=True)
 
 
 def choice(*names: str) -> Kind:
@@ -547,6 +550,15 @@ class CacheTiers:
         BYTES,
         1024 * MIB,
         "bytes the disk tier may hold (an entry over 1/32 of it is not kept)",
+    )
+    secret: str | None = option(
+        SECRET,
+        None,
+        "at least 16 characters: every value written to a tier carries a keyed MAC of its "
+        "key and bytes, and one that does not verify is a miss, so whoever can write to the "
+        "store cannot plant images; the same on every host sharing a store; never shown by "
+        "`--check-config` (see [Scale-out](#scale-out))",
+        unset="none",
     )
 
 

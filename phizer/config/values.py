@@ -98,6 +98,18 @@ def parse_non_empty(value: str) -> str:
     return value.strip()
 
 
+MIN_SECRET_LENGTH = 16
+
+
+def parse_secret(value: str) -> str:
+    secret = value.strip()
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_LENGTH} characters (e.g. `openssl rand -hex 32`)"
+        )
+    return secret
+
+
 def parse_bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in _TRUE:

@@ -22,6 +22,7 @@ from phizer.tiers.bus import PurgeBus
 from phizer.tiers.disk import DiskTier
 from phizer.tiers.guard import Guard
 from phizer.tiers.records import Envelope, purged_at, tombstone, unwrap, wrap
+from phizer.tiers.seal import Seal, seal_for
 from phizer.tiers.stats import TierMetrics
 
 T = TypeVar("T")
@@ -46,10 +47,16 @@ class Found(Generic[T]):
 
 class TierChain:
     def __init__(
-        self, guards: Sequence[Guard] = (), clock: Callable[[], float] = time.time
+        self,
+        guards: Sequence[Guard] = (),
+        clock: Callable[[], float] = time.time,
+        seal: Seal | None = None,
     ) -> None:
+        """``seal``: with ``[cache] secret``, what every value is written
+        with and must verify against when read (``phizer.tiers.seal``)."""
         self.guards = tuple(guards)
         self.clock = clock
+        self.seal = seal
 
     def __bool__(self) -> bool:
         return bool(self.guards)
@@ -62,19 +69,25 @@ class TierChain:
         self, key: str, read: Callable[[Envelope], T | None], group: str
     ) -> Found[T] | None:
         """The first value ``read`` makes something of (a value it returns
-        None for counts as absent); earlier tiers get a copy. A value written
-        before its ``group`` was last purged, or past its expiry, is absent."""
+        None for counts as absent, and as rejected); earlier tiers get a
+        copy. A value written before its ``group`` was last purged, or past
+        its expiry, is absent; one that is damaged or fails the seal is
+        absent and counted as rejected."""
         for index, guard in enumerate(self.guards):
             raw, purge = await guard.get_many([key, group])
             if raw is None:
                 continue
-            envelope = unwrap(raw)
-            if envelope is None or envelope.written <= purged_at(purge):
+            envelope = unwrap(self._open(key, raw))
+            if envelope is None:
+                guard.metrics.rejected.inc(guard.name)
+                continue
+            if envelope.written <= purged_at(self._open(group, purge)):
                 continue
             if envelope.expires and envelope.expires <= self.clock():
                 continue
             value = read(envelope)
             if value is None:
+                guard.metrics.rejected.inc(guard.name)
                 continue
             for earlier in self.guards[:index]:
                 earlier.put_later(key, raw)
@@ -82,15 +95,26 @@ class TierChain:
         return None
 
     def put_later(self, key: str, payload: bytes, expires: float = 0.0) -> None:
-        value = wrap(payload, self.clock(), expires)
+        value = self._close(key, wrap(payload, self.clock(), expires))
         for guard in self.guards:
             guard.put_later(key, value)
+
+    def _close(self, key: str, value: bytes) -> bytes:
+        return self.seal.close(key, value) if self.seal is not None else value
+
+    def _open(self, key: str, value: bytes | None) -> bytes:
+        """The value as written, or b"" (unreadable) when it fails the seal."""
+        if value is None:
+            return b""
+        if self.seal is None:
+            return value
+        return self.seal.open(key, value) or b""
 
     async def purge(self, group: str) -> None:
         """Mark every value of ``group`` written until now as stale in every
         tier; returns once they have it (or failed), so that no host reads
         an old value after hearing of the purge."""
-        value = tombstone(self.clock())
+        value = self._close(group, tombstone(self.clock()))
         await asyncio.gather(*(guard.put_now(group, value) for guard in self.guards))
 
     async def close(self, timeout: float) -> None:
@@ -111,7 +135,7 @@ def open_tiers(config: Config, kind: str, metrics: TierMetrics) -> TierChain:
         guards.append(
             Guard(shared_tier(config), metrics, backstop=shared_backstop(cache.shared_timeout))
         )
-    return TierChain(guards)
+    return TierChain(guards, seal=seal_for(cache.secret))
 
 
 def purge_bus(config: Config) -> PurgeBus | None:

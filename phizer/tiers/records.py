@@ -1,7 +1,9 @@
 """What a tier holds for a finished image: its content type, then its bytes.
 
 Originals are stored as their bytes alone. A record that does not read
-back as expected is treated as absent, never served.
+back as expected is treated as absent, never served: a finished image
+must name a content type phizer writes and its bytes must start as that
+format, so whoever can write to a tier cannot have phizer serve HTML.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import math
 import re
 import struct
 from dataclasses import dataclass
+
+from phizer.imaging.signatures import looks_like
 
 _MAGIC = b"PZR1 "
 _MAX_HEAD = 80
@@ -34,7 +38,10 @@ def unpack_result(value: bytes) -> ResultRecord | None:
     head = value[start:end]
     if end < 0 or not _CONTENT_TYPE.match(head):
         return None
-    return ResultRecord(head.decode("ascii"), value[end + 1 :])
+    content_type, data = head.decode("ascii"), value[end + 1 :]
+    if not looks_like(content_type, data):
+        return None
+    return ResultRecord(content_type, data)
 
 
 # Every value a tier holds is wrapped: when it was written and until when it

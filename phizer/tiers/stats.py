@@ -60,6 +60,12 @@ class TierMetrics(Collector):
             tier,
         )
         self.writes = Tally("phizer_tier_writes_total", "Entries written back to a tier.", tier)
+        self.rejected = Tally(
+            "phizer_tier_rejected_total",
+            "Values a tier returned that were damaged, failed the [cache] secret's check or "
+            "are not usable here (a finished image that is not an image); each was a miss.",
+            tier,
+        )
         self.dropped = Tally(
             "phizer_tier_writes_dropped_total",
             "Write-backs not tried: too many pending (busy) or too large for the tier.",
@@ -79,6 +85,7 @@ class TierMetrics(Collector):
                 self.errors,
                 self.skipped,
                 self.writes,
+                self.rejected,
                 self.dropped,
             )
         )

@@ -17,8 +17,13 @@ from phizer.imaging.geometry import CROP_SCALE, Crop
 
 MAX_PATH_LENGTH = 2048
 _CROP_POINT = re.compile(r"^([+-]?\d+)x([+-]?\d+)$")
-# A number-like side: what a mistyped crop point looks like (1e3, 999.5, 10xabc).
-_CROP_LIKE = re.compile(r"^([+\-\d.eE]*\d[+\-\d.eE]*x[^/]*|[^/]*x[+\-\d.eE]*\d[+\-\d.eE]*)$")
+# What a mistyped number is made of: 1e3, 999.5, +-0.
+_NUMBERISH = r"[+\-\d.eE]*\d[+\-\d.eE]*"
+# One number-like side: a mistyped point beside a valid one (1e3x0, 10xabc, 2x).
+_CROP_LIKE = re.compile(rf"^({_NUMBERISH}x[^/]*|[^/]*x{_NUMBERISH})$")
+# Both sides number-like: a point however mistyped (1e3x0, 0.5x1), where a
+# directory name (2x, box, 0x1f) is not.
+_POINT_LIKE = re.compile(rf"^{_NUMBERISH}x{_NUMBERISH}$")
 _SIZE_CODE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _ENCODED = re.compile(r"%[0-9a-fA-F]{2}")
 _BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
@@ -57,11 +62,12 @@ def parse_request_path(raw_path: str) -> ImageRequest:
     if not _SIZE_CODE.match(size):
         raise NotFound("unknown size")
     crop = None
-    if len(segments) >= 4 and _is_crop_point(segments[1]):
-        if _is_crop_point(segments[2]):
-            crop = _parse_crop(segments[1], segments[2])
+    if len(segments) >= 4:
+        top_left, bottom_right = segments[1], segments[2]
+        if _is_crop_point(top_left) and _is_crop_point(bottom_right):
+            crop = _parse_crop(top_left, bottom_right)
             segments = [size, *segments[3:]]
-        elif _CROP_LIKE.match(segments[2]):
+        elif _is_malformed_crop(top_left, bottom_right):
             raise BadRequest("malformed crop point")
     return ImageRequest(size.lower(), crop, "/".join(segments[1:]))
 
@@ -96,6 +102,16 @@ def _decode_segment(segment: str) -> str:
 
 def _is_crop_point(segment: str) -> bool:
     return _CROP_POINT.match(segment) is not None
+
+
+def _is_malformed_crop(first: str, second: str) -> bool:
+    """Two segments meant as crop points, either way round: a valid point
+    beside a crop-like one, or two number-like points."""
+    if _is_crop_point(first) and _CROP_LIKE.match(second):
+        return True
+    if _is_crop_point(second) and _CROP_LIKE.match(first):
+        return True
+    return bool(_POINT_LIKE.match(first) and _POINT_LIKE.match(second))
 
 
 def _parse_crop(top_left: str, bottom_right: str) -> Crop:

@@ -47,7 +47,7 @@ TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 # RuntimeError: libavif's failures; ArithmeticError: damaged AVIF timing.
-_DECODE_ERRORS = (
+DECODE_ERRORS = (
     OSError,
     ValueError,
     SyntaxError,
@@ -82,7 +82,7 @@ def open_image(
         if refused is not None:
             raise UnsupportedImage(f"{refused} images are not served") from None
         raise BadImage("origin sent something that is not a supported image") from None
-    except _DECODE_ERRORS as err:
+    except DECODE_ERRORS as err:
         raise BadImage(f"undecodable image: {err}") from None
     width, height = image.size
     if width < 1 or height < 1:
@@ -218,5 +218,5 @@ def decoding() -> Iterator[None]:
             yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise SourceTooLarge("source image has too many pixels") from None
-    except _DECODE_ERRORS as err:
+    except DECODE_ERRORS as err:
         raise BadImage(f"undecodable image: {err}") from None

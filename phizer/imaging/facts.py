@@ -8,7 +8,6 @@ reported as absent rather than failing.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from PIL import Image, ImageCms
 
 from phizer.imaging.animation import frame_count
 from phizer.imaging.colour import parse_profile
-from phizer.imaging.decode import DEFAULT_LIMITS, has_alpha, open_image
+from phizer.imaging.decode import DECODE_ERRORS, DEFAULT_LIMITS, has_alpha, open_image
 from phizer.imaging.metadata import ORIENTATION_TAG
 
 # Frames counted at most: the count is shown, not used, and a hostile GIF
@@ -35,16 +34,6 @@ ORIENTATIONS = {
 }
 # Orientations whose upright image has width and height swapped.
 _SWAPPING = (5, 6, 7, 8)
-_READ_ERRORS = (
-    OSError,
-    ValueError,
-    SyntaxError,
-    EOFError,
-    IndexError,
-    struct.error,
-    RuntimeError,
-    ArithmeticError,
-)
 
 
 @dataclass(frozen=True)
@@ -119,7 +108,7 @@ def _orientation(image: Image.Image) -> int:
 def _frames(image: Image.Image, data: bytes) -> int | None:
     try:
         return frame_count(image, MAX_COUNTED_FRAMES, data, DEFAULT_LIMITS.max_chunks)
-    except _READ_ERRORS:
+    except DECODE_ERRORS:
         return None
 
 

@@ -50,6 +50,13 @@ DEFAULT_SIZES = {
 # The origin
 
 
+class _Listening(ThreadingHTTPServer):
+    # The standard library's default backlog is 5: a burst of workers
+    # fetching at once (a reload empties their caches) would have their
+    # connections dropped and time out, which no real origin server does.
+    request_queue_size = 128
+
+
 class OriginServer:
     """An HTTP origin serving ``root`` and counting requests per path."""
 
@@ -64,7 +71,7 @@ class OriginServer:
 
     # -- life cycle
     def start(self) -> OriginServer:
-        server = ThreadingHTTPServer((HOST, 0), _make_origin_handler(self))
+        server = _Listening((HOST, 0), _make_origin_handler(self))
         server.daemon_threads = True
         self._server = server
         self._thread = serve_in_thread(server)

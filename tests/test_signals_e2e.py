@@ -184,11 +184,10 @@ def test_shutdown_timeout_bounds_the_wait(
 def test_reload_under_load_fails_no_request(
     tmp_path: Path, origin: OriginServer, started: list[PhizerProcess]
 ) -> None:
-    # Generous origin timeout: this is about reloading, not about slow origins
-    # (a busy machine must not turn a slow fetch into a failure here).
-    process = _launch(
-        started, PhizerProcess(tmp_path / "run", origin, properties={"origin_timeout": 15})
-    )
+    # Generous origin timeouts: this is about reloading, not about slow
+    # origins (a busy machine must not turn a slow fetch into a failure here).
+    slow_ok = {"origin_timeout": 15, "origin_connect_timeout": 10}
+    process = _launch(started, PhizerProcess(tmp_path / "run", origin, properties=slow_ok))
     stop = threading.Event()
     failures: list[object] = []
     served = [0]

@@ -210,7 +210,7 @@ def run_cli(
 
 
 def worker_for(filename: str, num_workers: int) -> int:
-    """1-based worker number that serves ``filename`` (SPEC section 1)."""
+    """1-based worker number that serves ``filename``: crc32 of it modulo the workers."""
     return zlib.crc32(filename.encode("utf-8")) % num_workers + 1
 
 

@@ -1,5 +1,5 @@
-"""Resize geometry (phizer/geometry.py); every expected number is worked out by hand
-from SPEC section 4."""
+"""Resize geometry (phizer/imaging/geometry.py); every expected number is worked out by
+hand from the constraints the README's "URLs" section describes."""
 
 from __future__ import annotations
 

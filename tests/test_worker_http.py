@@ -32,7 +32,7 @@ PNG = encode(photo(800, 600, "RGBA"), "PNG")
 GIF = encode(SOURCE.convert("P"), "GIF")
 WEBP = encode(SOURCE, "WEBP")
 
-# size code -> expected output size for an 800x600 source (SPEC section 4)
+# size code -> expected output size for an 800x600 source (README, "URLs": the constraints)
 EXPECTED_SIZES = {
     "s100": (100, 75),
     "m200": (200, 150),

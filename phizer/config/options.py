@@ -214,7 +214,7 @@ _UNCHECKED = Legacy.UNCHECKED
 
 @dataclass(frozen=True)
 class Settings:
-    """The ``[properties]`` section (see SPEC section 3 for the 2012 meanings)."""
+    """The ``[properties]`` section (README, "Configuration", says what each means)."""
 
     bind_host: str = option(
         INTERFACE,

@@ -7,10 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from tests.e2e_support import (
@@ -47,16 +45,6 @@ def replace(root: Path, data: bytes, name: str = "p.jpg") -> None:
     path.write_bytes(data)
     later = path.stat().st_mtime_ns + 5_000_000_000  # never the old mtime
     os.utime(path, ns=(later, later))
-
-
-@pytest.fixture
-def started() -> Iterator[list[PhizerProcess]]:
-    processes: list[PhizerProcess] = []
-    try:
-        yield processes
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def test_directory_origin_replaced_then_deleted(

@@ -44,17 +44,6 @@ def origin(tmp_path: Path) -> Iterator[OriginServer]:
         yield server
 
 
-@pytest.fixture
-def started() -> Iterator[list[PhizerProcess]]:
-    """Hosts started by a test; every one is stopped, even when it fails."""
-    processes: list[PhizerProcess] = []
-    try:
-        yield processes
-    finally:
-        for process in processes:
-            process.stop()
-
-
 def host(
     started: list[PhizerProcess], workdir: Path, origin: OriginServer, cache: dict[str, object]
 ) -> PhizerProcess:

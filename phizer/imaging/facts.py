@@ -15,8 +15,13 @@ from PIL import Image, ImageCms
 
 from phizer.imaging.animation import frame_count
 from phizer.imaging.colour import parse_profile
-from phizer.imaging.decode import DECODE_ERRORS, DEFAULT_LIMITS, has_alpha, open_image
-from phizer.imaging.metadata import ORIENTATION_TAG
+from phizer.imaging.decode import (
+    DECODE_ERRORS,
+    DEFAULT_LIMITS,
+    has_alpha,
+    open_image,
+    orientation,
+)
 
 # Frames counted at most: the count is shown, not used, and a hostile GIF
 # could claim millions.
@@ -90,19 +95,11 @@ def read_facts(data: bytes, max_pixels: int) -> OriginalFacts:
         nbytes=len(data),
         mode=image.mode,
         has_alpha=has_alpha(image),
-        orientation=_orientation(image),
+        orientation=orientation(image),
         frames=_frames(image, data),
         icc_bytes=len(profile or b""),
         icc_description=_profile_description(profile),
     )
-
-
-def _orientation(image: Image.Image) -> int:
-    try:
-        value = image.getexif().get(ORIENTATION_TAG, 1)
-    except Exception:  # damaged EXIF: the pipeline treats it as upright too
-        return 1
-    return value if isinstance(value, int) and value in ORIENTATIONS else 1
 
 
 def _frames(image: Image.Image, data: bytes) -> int | None:

@@ -280,7 +280,7 @@ class ServerPool:
         return state, self.start(app)
 
     def front_app(self, config: Config, worker_urls: list[str]) -> tuple[Application, FrontState]:
-        state = FrontState(config, worker_urls, self.client(100))
+        state = FrontState(config, worker_urls, self.client(100), relay_client=self.client(100))
         return make_front_app(config, state), state
 
     def close(self) -> None:

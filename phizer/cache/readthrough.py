@@ -13,8 +13,9 @@ that no host serves what was written there before it.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -80,18 +81,51 @@ class ReadThrough(Generic[V]):
         memory.on_drop = self._forget
         # Purges per group while loads were under way (see _load).
         self._purges: dict[str, int] = {}
+        self._loads_outside = 0  # see loading()
 
     async def get(self, names: Names, source: Callable[[], Awaitable[V]]) -> tuple[V, str]:
         """The value and how it was had: ``hit``, a tier's name, ``miss``
         (from the source) or ``coalesced`` (waited on another request's load).
         A value past its expiry is loaded again."""
-        cached = self.memory.get(names.key)
+        cached = self._fresh(names.key)
         if cached is not None:
-            if not cached.expires or cached.expires > self.clock():
-                return cached, HIT
-            self.memory.discard(names.key)
+            return cached, HIT
         (value, how), joined = await self.flights.run(names.key, lambda: self._load(names, source))
         return value, COALESCED if joined else how
+
+    async def cached(self, names: Names) -> tuple[V, str] | None:
+        """The value and where it was (``hit`` or a tier's name), without
+        asking the source: for values the caller loads itself."""
+        value = self._fresh(names.key)
+        if value is not None:
+            return value, HIT
+        if not self.tiers:
+            return None
+        with self.loading(names.group) as unpurged:
+            found = await self.tiers.get(names.tier_key(), self.codec.unpack, names.tier_group())
+            if found is None:
+                return None
+            if unpurged():
+                self._remember(names, found.value)
+        return found.value, found.tier
+
+    @contextlib.contextmanager
+    def loading(self, group: str) -> Iterator[Callable[[], bool]]:
+        """A load outside ``get``: gives a check that no purge of ``group``
+        happened since it began (what it read then must not be kept)."""
+        self._loads_outside += 1
+        purges = self._purges.get(group, 0)
+        try:
+            yield lambda: self._purges.get(group, 0) == purges
+        finally:
+            self._loads_outside -= 1
+
+    def _fresh(self, key: str) -> V | None:
+        cached = self.memory.get(key)
+        if cached is not None and cached.expires and cached.expires <= self.clock():
+            self.memory.discard(key)
+            return None
+        return cached
 
     def peek(self, key: str) -> V | None:
         """The value held in memory, fresh or not, without counting a lookup."""
@@ -106,7 +140,7 @@ class ReadThrough(Generic[V]):
     async def purge(self, group: str, tier_group: Callable[[], str]) -> int:
         """Drop every entry of ``group`` from memory (returns how many) and
         mark the group's tier entries stale."""
-        if not len(self.flights):
+        if not len(self.flights) and not self._loads_outside:
             self._purges.clear()  # no load can still be holding an old count
         self._purges[group] = self._purges.get(group, 0) + 1
         keys = list(self._groups.get(group, ()))

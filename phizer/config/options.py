@@ -360,8 +360,8 @@ class Settings:
     client_timeout: float = option(
         SECONDS,
         10.0,
-        "seconds a client may take to send its request head, or stay idle on a kept-alive "
-        "connection",
+        "seconds a client may take to send its request head, stay idle on a kept-alive "
+        "connection, or take nothing of an original being passed on to it",
     )
     max_client_connections: int = option(
         INTEGER,

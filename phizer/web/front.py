@@ -2,27 +2,32 @@
 
 Misses go to worker ``crc32(filename) % N`` (``phizer.web.protocol``) so
 every size of one original is made where that original is cached.
-Identical concurrent misses share one worker request.
+Identical concurrent misses share one worker request. An original served
+untouched is passed on as it arrives (``phizer.web.relay``), not held whole.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
-import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+from tornado.httputil import HTTPOutputError
+from tornado.iostream import StreamClosedError
 from tornado.web import Application
 
 from phizer.cache.lru import ByteLRU
 from phizer.cache.readthrough import HIT, MISS, Codec, Names, ReadThrough
 from phizer.config.loader import Config
 from phizer.errors import Forbidden, NotFound, WorkerTimeout, WorkerUnavailable, error_for_status
+from phizer.imaging.pipeline import serves_untouched
 from phizer.tiers.chain import open_tiers, purge_bus
 from phizer.tiers.disk import RESULTS
 from phizer.tiers.keys import TierKeys
@@ -46,11 +51,13 @@ from phizer.web.protocol import (
     FETCH_MS_HEADER,
     RESIZE_MS_HEADER,
     parse_ms,
+    strong_etag,
     worker_index,
     worker_url,
     worker_urls,
 )
 from phizer.web.purge import FrontPurge, purge_route
+from phizer.web.relay import Head, Relay
 from phizer.web.urls import ImageRequest, parse_request_path
 
 log = logging.getLogger("phizer.front")
@@ -59,6 +66,10 @@ log = logging.getLogger("phizer.front")
 # behind a slow origin; the workers themselves bound the real work.
 WORKER_CLIENTS = 512
 _MAX_ERROR_BODY = 200
+# A relayed image larger than this share of the front's cache is not kept
+# there: it would push out many finished images, and its worker keeps the
+# original anyway.
+KEEP_SHARE = 8
 
 
 @dataclass(frozen=True)
@@ -98,12 +109,17 @@ class FrontState:
         client: AsyncHTTPClient,
         restarts: RestartCounts | None = None,
         clock: Callable[[], float] = time.time,
+        relay_client: AsyncHTTPClient | None = None,
     ) -> None:
         settings = config.settings
         self.clock = clock  # Unix time: whether finished images are past their original's
         self.config = config
         self.worker_urls = tuple(worker_urls)
         self.client = client
+        # Relays set curl callbacks of their own on every handle they use,
+        # so they have a client of their own (see relay_client).
+        self._relay_client = relay_client
+        self._own_relay_client = relay_client is None
         self.restarts = restarts or NoRestarts()
         self.in_flight = InFlight()
         memory: ByteLRU[FinishedImage] = ByteLRU(
@@ -135,19 +151,67 @@ class FrontState:
         self.metrics.purges.inc()
         return await self.results.purge(path, lambda: self.keys.group(path))
 
-    async def finished(
-        self, request: ImageRequest, offers: tuple[str, ...] = ()
-    ) -> tuple[FinishedImage, str]:
-        """The image and how it was had (see ``ReadThrough.get``); ``offers``:
-        the negotiated formats (phizer.web.negotiate), one cache entry each."""
+    def names(self, request: ImageRequest, offers: tuple[str, ...]) -> Names:
+        """Where the image of ``request`` for ``offers`` (the negotiated
+        formats, phizer.web.negotiate) is kept: one entry per offer set."""
         key = variant_key(request.key, offers)
-        names = Names(
+        return Names(
             key,
             request.path,
             lambda: self.keys.result(request.size, key),
             lambda: self.keys.group(request.path),
         )
+
+    async def finished(
+        self, request: ImageRequest, offers: tuple[str, ...] = ()
+    ) -> tuple[FinishedImage, str]:
+        """The image and how it was had (see ``ReadThrough.get``)."""
+        names = self.names(request, offers)
         return await self.results.get(names, lambda: self._from_worker(request, offers))
+
+    def relays(self, request: ImageRequest) -> bool:
+        """Whether the answer is an original's bytes, relayed as it arrives."""
+        spec = self.config.sizes[request.size]
+        return serves_untouched(spec, request.crop, self.config.settings.max_dimension)
+
+    @property
+    def relay_client(self) -> AsyncHTTPClient:
+        if self._relay_client is None:
+            self._relay_client = CurlAsyncHTTPClient(
+                force_instance=True, max_clients=WORKER_CLIENTS
+            )
+        return self._relay_client
+
+    @property
+    def keep_limit(self) -> int:
+        """The largest relayed image the front keeps."""
+        return self.results.memory.capacity // KEEP_SHARE
+
+    async def relay(self, request: ImageRequest, offers: tuple[str, ...], relay: Relay) -> Head:
+        """Start relaying the worker's answer to ``request``; its head.
+
+        The worker has ``worker_timeout`` to answer; the body then takes as
+        long as the client does (see ``FrontHandler``).
+        """
+        index = worker_index(request.filename, len(self.worker_urls))
+        worker_request = HTTPRequest(
+            worker_url(self.worker_urls[index], request.key, offers),
+            connect_timeout=self.config.settings.origin_connect_timeout,
+            request_timeout=0,  # none: a client may take its time
+            follow_redirects=False,
+            prepare_curl_callback=relay.attach,
+        )
+        with self._waiting_on(index):  # until the head: the rest is the client's pace
+            relay.start(
+                self._ask_worker(
+                    index, worker_request, self.relay_client, lambda: not relay.started
+                )
+            )
+            try:
+                return await relay.head(self.config.settings.worker_timeout)
+            except TimeoutError:
+                relay.stop()
+                raise WorkerTimeout(f"worker {index + 1} timed out") from None
 
     async def _from_worker(self, request: ImageRequest, offers: tuple[str, ...]) -> FinishedImage:
         index = worker_index(request.filename, len(self.worker_urls))
@@ -157,7 +221,8 @@ class FrontState:
             request_timeout=self.config.settings.worker_timeout,
             follow_redirects=False,
         )
-        response = await self._ask_worker(index, worker_request)
+        with self._waiting_on(index):
+            response = await self._ask_worker(index, worker_request, self.client)
         if response.code != 200:
             message = response.body[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
             raise error_for_status(response.code, message)
@@ -175,26 +240,42 @@ class FrontState:
         if self.bus is not None:
             self.bus.close()
         await self.results.close(timeout)
+        if self._own_relay_client and self._relay_client is not None:
+            self._relay_client.close()
 
-    async def _ask_worker(self, index: int, worker_request: HTTPRequest) -> HTTPResponse:
-        """One retry for a connection that failed at once: a worker that is
-        stopping (reload, restart) may close a connection it had just
-        accepted, and a GET to a worker is safe to repeat."""
+    @contextlib.contextmanager
+    def _waiting_on(self, index: int) -> Iterator[None]:
+        """A place in worker ``index``'s queue while it makes an answer."""
         if self.queued[index] >= self.config.settings.max_worker_queue:
             raise WorkerUnavailable(f"worker {index + 1} is busy")
         self.queued[index] += 1
         try:
-            for attempt in range(2):
-                try:
-                    return await fetch(self.client, worker_request)
-                except TransportFailure as failure:
-                    if failure.timed_out:
-                        raise WorkerTimeout(f"worker {index + 1} timed out") from None
-                    if attempt == 1:
-                        log.warning("worker %d unavailable: %s", index + 1, failure)
-            raise WorkerUnavailable(f"worker {index + 1} unavailable")
+            yield
         finally:
             self.queued[index] -= 1
+
+    async def _ask_worker(
+        self,
+        index: int,
+        worker_request: HTTPRequest,
+        client: AsyncHTTPClient,
+        may_retry: Callable[[], bool] = lambda: True,
+    ) -> HTTPResponse:
+        """One retry for a connection that failed at once: a worker that is
+        stopping (reload, restart) may close a connection it had just
+        accepted, and a GET to a worker is safe to repeat (``may_retry``:
+        unless part of its answer was already passed on)."""
+        for attempt in range(2):
+            try:
+                return await fetch(client, worker_request)
+            except TransportFailure as failure:
+                if failure.timed_out:
+                    raise WorkerTimeout(f"worker {index + 1} timed out") from None
+                if not may_retry():
+                    raise WorkerUnavailable(f"worker {index + 1} broke off: {failure}") from None
+                if attempt == 1:
+                    log.warning("worker %d unavailable: %s", index + 1, failure)
+        raise WorkerUnavailable(f"worker {index + 1} unavailable")
 
 
 class FrontHandler(BaseHandler):
@@ -203,6 +284,7 @@ class FrontHandler(BaseHandler):
     def initialize(self, state: FrontState, context: HandlerContext) -> None:  # type: ignore[override]
         super().initialize(context)
         self.state = state
+        self.relay: Relay | None = None
 
     async def serve(self) -> None:
         path = self.request_path()
@@ -215,10 +297,16 @@ class FrontHandler(BaseHandler):
         self.worker = worker_index(request.filename, len(self.state.worker_urls)) + 1
         auto_format = self.state.config.settings.auto_format
         offers = offers_for(self.request.headers.get("Accept"), auto_format)
-        image, self.cache_result = await self.state.finished(request, offers)
         if auto_format:
             # Every answer, the source-format one included, depends on Accept.
             self.set_header("Vary", "Accept")
+        if self.state.relays(request):
+            await self._serve_relayed(request, offers)
+            return
+        image, self.cache_result = await self.state.finished(request, offers)
+        self._answer(image)
+
+    def _answer(self, image: FinishedImage) -> None:
         if self.cache_result in (HIT, *self.state.results.tiers.names):
             self.worker = None  # no worker was asked
         elif self.cache_result == MISS:
@@ -231,6 +319,92 @@ class FrontHandler(BaseHandler):
             return
         self.set_header("Content-Type", image.content_type)
         self.finish(image.data)
+
+    async def _serve_relayed(self, request: ImageRequest, offers: tuple[str, ...]) -> None:
+        """An original's bytes: from the cache when kept, else passed on from
+        the worker as the client takes them (kept when small enough)."""
+        state = self.state
+        names = state.names(request, offers)
+        found = await state.results.cached(names)
+        if found is not None:
+            image, self.cache_result = found
+            self._answer(image)
+            return
+        self.cache_result = MISS
+        with state.results.loading(names.group) as unpurged:
+            self.relay = relay = Relay(state.keep_limit)
+            head = await state.relay(request, offers, relay)
+            if head.code != 200:
+                message = b"".join([chunk async for batch in relay.batches() for chunk in batch])
+                text = message[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
+                raise error_for_status(head.code, text)
+            image = self._relayed_head(head)
+            if self.check_etag_header():
+                relay.stop()
+                self.set_status(304)
+                self.finish()
+                return
+            length = head.headers.get("Content-Length", "")
+            if length.isdigit():
+                self.set_header("Content-Length", length)
+            if self.request.method == "HEAD":
+                relay.stop()
+                self.finish()
+                return
+            if not await self._pass_on(relay):
+                return
+            data = relay.kept()
+            if data is not None and unpurged():
+                state.results.put(names, replace(image, data=data, etag=strong_etag(data)))
+
+    def _relayed_head(self, head: Head) -> FinishedImage:
+        """The client's headers from the worker's; what is known of the image."""
+        headers = head.headers
+        image = FinishedImage(
+            b"",
+            headers.get("Content-Type", "application/octet-stream"),
+            headers.get("ETag", ""),
+            parse_ms(headers.get(FETCH_MS_HEADER)),
+            parse_ms(headers.get(RESIZE_MS_HEADER)),
+            parse_ms(headers.get(EXPIRES_HEADER)) or 0.0,
+        )
+        self.fetch_ms, self.resize_ms = image.fetch_ms, image.resize_ms
+        if image.etag:
+            self.set_header("ETag", image.etag)
+        self._set_max_age(image.expires)
+        self.set_header("Content-Type", image.content_type)
+        return image
+
+    async def _pass_on(self, relay: Relay) -> bool:
+        """The body, as the client takes it; False when it was cut short (a
+        client that takes nothing for ``client_timeout`` is let go)."""
+        stall = self.state.config.settings.client_timeout
+        try:
+            async for batch in relay.batches():
+                for chunk in batch:
+                    self.write(chunk)
+                await asyncio.wait_for(self.flush(), stall)
+        except (StreamClosedError, TimeoutError, WorkerUnavailable, WorkerTimeout) as failure:
+            relay.stop()
+            if not isinstance(failure, StreamClosedError):
+                reason = str(failure) or f"the client took nothing for {stall:g} s"
+                log.warning("relaying %s cut short: %s", self.request.path, reason)
+            self._cut_short()
+            return False
+        self.finish()
+        return True
+
+    def _cut_short(self) -> None:
+        """End a response whose body cannot be completed: the connection is
+        closed, so the client sees fewer bytes than Content-Length said."""
+        try:
+            self.finish()
+        except HTTPOutputError:
+            self.finish()  # the connection is closed now; this finishes the request
+
+    def on_connection_close(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()  # the client is gone: the worker's transfer too
 
     async def purge(self, *_: str) -> None:
         """``PURGE /<size>/<path>``: the photo, whatever the size named."""
@@ -253,10 +427,6 @@ class FrontHandler(BaseHandler):
             self.set_header("Expires", email.utils.formatdate(now + max_age, usegmt=True))
         elif self.state.config.settings.max_age > 0:
             self.set_header("Cache-Control", "max-age=0")
-
-
-def strong_etag(data: bytes) -> str:
-    return '"' + hashlib.blake2b(data, digest_size=16).hexdigest() + '"'
 
 
 def make_front_app(

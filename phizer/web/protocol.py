@@ -9,6 +9,7 @@ text body, and says how long its fetch and resize took in headers.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Iterable, Sequence
 
@@ -62,3 +63,14 @@ def parse_ms(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def entity_tag(digest: bytes) -> str:
+    """The ETag of an image whose bytes have this 16-byte BLAKE2b ``digest``."""
+    return '"' + digest.hex() + '"'
+
+
+def strong_etag(data: bytes) -> str:
+    """The ETag of an image: the front's, and a worker's for an original it
+    serves untouched (the front passes that on before it has the bytes)."""
+    return entity_tag(hashlib.blake2b(data, digest_size=16).digest())

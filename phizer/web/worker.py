@@ -68,6 +68,7 @@ from phizer.web.protocol import (
     FETCH_MS_HEADER,
     OFFERS_PARAM,
     RESIZE_MS_HEADER,
+    entity_tag,
     parse_offers,
 )
 from phizer.web.purge import worker_purge_route
@@ -445,6 +446,10 @@ class WorkerHandler(BaseHandler):
                 rendered = await state.render_original(
                     request.path, original, spec, request.crop, offers
                 )
+            if serves_untouched(spec, request.crop, state.config.settings.max_dimension):
+                # The front passes the bytes on as they arrive: it needs
+                # their ETag first (the one it gives any image).
+                self.set_header("ETag", entity_tag(original.digest))
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
         state.metrics.resize_seconds.observe(self.resize_ms / 1000)

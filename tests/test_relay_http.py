@@ -1,0 +1,247 @@
+"""Originals served untouched pass through the front as they arrive, not held whole."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Callable
+
+from PIL import Image
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.tcpclient import TCPClient
+from tornado.testing import gen_test
+from tornado.web import Application, RequestHandler
+
+from phizer.web.relay import Head, Relay
+from phizer.web.urls import ImageRequest
+from tests.http_support import (
+    PoolTestCase,
+    ServerPool,
+    StubServer,
+    count_requests,
+    http_origin,
+    make_config,
+    url,
+)
+from tests.imagetools import encode
+
+MIB = 1024 * 1024
+
+
+def noise_png(side: int) -> bytes:
+    """A PNG that does not compress: about 3 bytes a pixel."""
+    return encode(Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)), "PNG")
+
+
+# 4.3 MB; "huge" (4000x4000) is above the default max_dimension (3000), so
+# every request for it is the original's bytes.
+BIG = noise_png(1200)
+SMALL = noise_png(100)
+
+
+def etag_of(data: bytes) -> str:
+    """An ETag as a client checks it: a strong, quoted digest of the bytes."""
+    return '"' + hashlib.blake2b(data, digest_size=16).hexdigest() + '"'
+
+
+class RelayTestCase(PoolTestCase):
+    """A front over one real worker and an origin holding BIG and SMALL."""
+
+    front_settings: dict[str, object] = {}
+
+    def get_app(self) -> Application:
+        self.pool = ServerPool(self.io_loop)
+        self.origin, origin_port = self.pool.stub(
+            StubServer(files={"big.png": BIG, "small.png": SMALL})
+        )
+        self.config = make_config(http_origin("master", origin_port), **self.front_settings)
+        app, _ = self.pool.worker_app(self.config)
+        self.worker_requests = count_requests(app)
+        self.worker_url = url(self.pool.start(app))
+        front, self.state = self.pool.front_app(self.config, [self.worker_url])
+        return front
+
+
+class TestRelayedOriginals(RelayTestCase):
+    def test_the_original_arrives_whole_with_its_etag(self) -> None:
+        response = self.get("/huge/big.png")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.body, BIG)
+        self.assertEqual(int(response.headers["Content-Length"]), len(BIG))
+        self.assertEqual(response.headers["Content-Type"], "image/png")
+        self.assertEqual(response.headers["ETag"], etag_of(BIG))
+
+    def test_one_small_enough_for_the_cache_is_kept(self) -> None:
+        first = self.get("/huge/small.png")
+        second = self.get("/huge/small.png")
+        self.assertEqual((first.body, second.body), (SMALL, SMALL))
+        self.assertEqual(second.headers["ETag"], first.headers["ETag"])
+        self.assertEqual(len(self.worker_requests), 1)
+
+    def test_matching_etag_is_304_relayed_or_kept(self) -> None:
+        for path in ("/huge/big.png", "/huge/small.png"):
+            for _ in range(2):  # asked of the worker, then (small) from the cache
+                response = self.get(
+                    path, headers={"If-None-Match": etag_of(self.origin.files[path[6:]])}
+                )
+                self.assertEqual(response.code, 304, path)
+                self.assertEqual(response.body, b"")
+
+    def test_head_has_the_length_and_no_body(self) -> None:
+        response = self.get("/huge/big.png", method="HEAD")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.body, b"")
+        self.assertEqual(int(response.headers["Content-Length"]), len(BIG))
+        self.assertEqual(response.headers["ETag"], etag_of(BIG))
+
+    def test_worker_errors_keep_their_status(self) -> None:
+        response = self.get("/huge/missing.png")
+        self.assertEqual(response.code, 404)
+        self.assertTrue(response.headers["Content-Type"].startswith("text/plain"))
+
+    def test_crop_points_are_still_made_by_the_worker(self) -> None:
+        response = self.get("/huge/0x0/100x100/big.png")
+        self.assertEqual(response.code, 200)
+        self.assertNotEqual(response.body, BIG)
+
+
+class TestTooLargeToKeep(RelayTestCase):
+    # The front keeps relayed images up to an eighth of its cache: 1 MiB here.
+    front_settings = {"resized_cache_size": 8 * MIB}
+
+    def test_every_request_is_relayed_again(self) -> None:
+        for _ in range(3):
+            response = self.get("/huge/big.png")
+            self.assertEqual(response.body, BIG)
+            self.assertEqual(response.headers["ETag"], etag_of(BIG))
+        self.assertEqual(len(self.worker_requests), 3)
+        self.assertEqual(self.state.results.memory.size, 0)
+
+
+async def _raw_get(port: int, path: str) -> tuple[IOStream, int]:
+    """A client that sends a GET and reads only the head; its stream and Content-Length."""
+    stream = await TCPClient().connect("127.0.0.1", port)
+    await stream.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = await stream.read_until(b"\r\n\r\n", max_bytes=16384)
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "content-length":
+            return stream, int(value)
+    raise AssertionError(f"no Content-Length in {head!r}")
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.01)
+
+
+async def _read_to_end(stream: IOStream) -> int:
+    received = 0
+    try:
+        while True:
+            received += len(await stream.read_bytes(MIB, partial=True))
+    except StreamClosedError:
+        return received
+
+
+class _Endless:
+    """What a fake worker did: bytes it got out, and whether its client left."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.gone = asyncio.Event()
+
+
+class _EndlessOriginal(RequestHandler):
+    """A fake worker sending a 256 MiB "original" a MiB at a time."""
+
+    def initialize(self, seen: _Endless) -> None:
+        self.seen = seen
+
+    async def get(self, *_: str) -> None:
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Content-Length", str(256 * MIB))
+        chunk = b"\0" * MIB
+        try:
+            for _ in range(256):
+                self.write(chunk)
+                await self.flush()
+                self.seen.sent += len(chunk)
+        except StreamClosedError:
+            self.seen.gone.set()
+
+
+class _BrokenOff(RequestHandler):
+    """A fake worker that dies a quarter into its answer."""
+
+    async def get(self, *_: str) -> None:
+        stream = self.request.connection.detach()  # type: ignore[attr-defined]
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 1048576\r\n\r\n"
+        await stream.write(head + b"\0" * (256 * 1024))
+        stream.close()
+
+
+class TestFakeWorkers(PoolTestCase):
+    def get_app(self) -> Application:
+        self.pool = ServerPool(self.io_loop)
+        return Application()
+
+    def front_over(self, handler: type[RequestHandler], **kwargs: object) -> int:
+        worker = self.pool.start(Application([(r"/.*", handler, kwargs)]))
+        config = make_config(http_origin("master", 9), max_worker_queue=1)
+        front, self.state = self.pool.front_app(config, [url(worker)])
+        return self.pool.start(front)
+
+    @gen_test(timeout=20)
+    async def test_a_client_that_stops_reading_holds_back_the_worker(self) -> None:
+        seen = _Endless()
+        port = self.front_over(_EndlessOriginal, seen=seen)
+        relays: list[Relay] = []
+        relay_for = self.state.relay
+
+        async def recorded(request: ImageRequest, offers: tuple[str, ...], relay: Relay) -> Head:
+            relays.append(relay)
+            return await relay_for(request, offers, relay)
+
+        self.state.relay = recorded  # type: ignore[method-assign]
+        stream, length = await _raw_get(port, "/huge/x.png")
+        self.assertEqual(length, 256 * MIB)
+        # Nothing is read past the head: the front stops reading from the
+        # worker, which has got out no more than the sockets hold.
+        await _until(lambda: relays[0].paused)
+        self.assertLess(seen.sent, 64 * MIB)
+        stream.close()
+        await asyncio.wait_for(seen.gone.wait(), 10)  # the front let go of the worker
+
+    @gen_test(timeout=20)
+    async def test_a_relay_leaves_the_worker_queue_once_the_head_is_in(self) -> None:
+        seen = _Endless()
+        port = self.front_over(_EndlessOriginal, seen=seen)
+        slow, _ = await _raw_get(port, "/huge/x.png")
+        try:
+            # max_worker_queue is 1 and the first client takes nothing: the
+            # second still gets its answer started, not 503.
+            second, length = await _raw_get(port, "/huge/y.png")
+            self.assertEqual(length, 256 * MIB)
+            second.close()
+        finally:
+            slow.close()
+        await asyncio.wait_for(seen.gone.wait(), 10)
+
+    @gen_test(timeout=20)
+    async def test_a_worker_that_breaks_off_cuts_the_answer_short(self) -> None:
+        port = self.front_over(_BrokenOff)
+        with self.assertLogs("phizer.front", "WARNING") as logs:
+            stream, length = await _raw_get(port, "/huge/x.png")
+            received = await _read_to_end(stream)
+        self.assertEqual(length, MIB)
+        self.assertLess(received, length)  # the client can tell: the connection closed early
+        self.assertIn("cut short", "\n".join(logs.output))
+        # The front goes on serving.
+        again, _ = await _raw_get(port, "/huge/y.png")
+        again.close()

@@ -65,5 +65,5 @@ def test_front_memory_stays_flat_while_a_slow_client_takes_a_large_original(
         body = _slow_get(phizer.port, "/full/big.png")
         assert body == original
         grew = (_status_kib(front, "VmHWM") - resident) * 1024
-        # Buffered whole, the front would have grown by the original at least.
-        assert grew < 8 * MIB, f"the front grew by {grew / MIB:.1f} MiB"
+        # Buffered whole, the front would have grown by the original (24 MiB) at least.
+        assert grew < 12 * MIB, f"the front grew by {grew / MIB:.1f} MiB"

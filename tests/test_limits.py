@@ -237,3 +237,45 @@ class TestInFlightBudget(PoolTestCase):
         roomy = FetchLimits(2.0, 5.0, LIMIT, InFlightBytes(LIMIT))
         answer = await get(self.pool.client(), url(self.origin_port) + "/photo.jpg", "m", roomy)
         self.assertEqual(answer.body, SMALL_JPEG)
+
+
+def test_an_original_in_use_counts_once_until_its_last_request_lets_go() -> None:
+    budget = InFlightBytes(100)
+    assert budget.hold("a.jpg", 60) and budget.hold("a.jpg", 60)  # two requests, one original
+    assert budget.held == 60
+    assert not budget.hold("b.jpg", 50)  # 110 > 100: refused, nothing counted
+    assert budget.held == 60
+    budget.let_go("a.jpg")
+    assert budget.held == 60  # still in use by the other request
+    budget.let_go("a.jpg")
+    assert budget.held == 0
+    assert budget.hold("b.jpg", 50)
+
+
+OTHER_JPEG = encode(photo(160, 120), "JPEG")
+
+
+class TestOriginalsInUse(PoolTestCase):
+    """Originals held by requests count against max_inflight_bytes too."""
+
+    def get_app(self) -> Application:
+        self.pool = ServerPool(self.io_loop)
+        _origin, port = self.pool.stub(StubServer(files={"a.jpg": SMALL_JPEG, "b.jpg": OTHER_JPEG}))
+        budget = len(SMALL_JPEG) + len(OTHER_JPEG) - 1  # not both at once
+        config = make_config(
+            http_origin("master", port), max_source_bytes=budget, max_inflight_bytes=budget
+        )
+        app, self.state = self.pool.worker_app(config)
+        return app
+
+    @gen_test
+    async def test_a_request_past_the_budget_is_503_until_the_other_lets_go(self) -> None:
+        original, _ = await self.state.original("a.jpg")
+        with self.state.holding("a.jpg", original):  # as a request rendering it would
+            refused = await self.aget("/s100/b.jpg")
+            self.assertEqual(refused.code, 503)
+            self.assertEqual(refused.headers["Retry-After"], "1")
+            # Another size of the original in use does not count it twice.
+            self.assertEqual((await self.aget("/m200/a.jpg")).code, 200)
+        self.assertEqual((await self.aget("/s100/b.jpg")).code, 200)
+        self.assertEqual(self.state.origins.in_flight.held, 0)

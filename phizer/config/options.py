@@ -329,9 +329,10 @@ class Settings:
     max_inflight_bytes: int = option(
         BYTES,
         256 * MIB,
-        "bytes of originals each worker may have on their way in from the origins at once "
-        "(at least `max_source_bytes`); a fetch that would pass it stops with 503 and "
-        "`Retry-After: 1`, so a burst of large originals cannot take a worker's memory",
+        "bytes of originals each worker may have on their way in from the origins or in use by "
+        "requests at once (at least `max_source_bytes`); a fetch or request that would pass it "
+        "gets 503 and `Retry-After: 1`, so a burst of large originals cannot take a worker's "
+        "memory",
         minimum=1,
     )
     max_jpeg_scans: int = option(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+OVER_BUDGET = "too many large originals in flight; try again"
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,21 @@ class Origin(Protocol):
 
 
 class InFlightBytes:
-    """The bytes of originals being fetched by one process, bounded: past
-    ``budget`` a fetch is stopped with 503 (``Retry-After``) rather than let
-    a burst of large originals take the process's memory."""
+    """The bytes of originals one process has on their way in or in use,
+    bounded: past ``budget`` a fetch is stopped, or a request refused, with
+    503 (``Retry-After``) rather than let a burst of large originals take
+    the process's memory.
+
+    A fetch counts its bytes as they arrive (``take``/``give_back``); an
+    original then counts while requests use it (``hold``/``let_go``),
+    once however many do: a request waiting for its render keeps it alive
+    even when the cache has let it go.
+    """
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.held = 0
+        self._holds: dict[str, tuple[int, int]] = {}  # key -> (bytes, holders)
 
     def take(self, count: int) -> bool:
         """Count ``count`` more bytes; False (nothing counted) past the budget."""
@@ -79,6 +88,26 @@ class InFlightBytes:
 
     def give_back(self, count: int) -> None:
         self.held = max(0, self.held - count)
+
+    def hold(self, key: str, count: int) -> bool:
+        """One more holder of ``key``'s ``count`` bytes; False past the budget."""
+        held = self._holds.get(key)
+        if held is not None:
+            self._holds[key] = (held[0], held[1] + 1)
+            return True
+        if not self.take(count):
+            return False
+        self._holds[key] = (count, 1)
+        return True
+
+    def let_go(self, key: str) -> None:
+        """One holder of ``key`` less; its bytes stop counting with the last."""
+        count, holders = self._holds[key]
+        if holders > 1:
+            self._holds[key] = (count, holders - 1)
+        else:
+            del self._holds[key]
+            self.give_back(count)
 
 
 @dataclass(frozen=True)
@@ -94,4 +123,4 @@ class FetchLimits:
         return f"source image is larger than {self.max_bytes} bytes"
 
     def over_budget(self) -> str:
-        return "too many large originals in flight; try again"
+        return OVER_BUDGET

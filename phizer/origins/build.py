@@ -15,17 +15,18 @@ from phizer.origins.redirects import RedirectRules
 def build_origin_set(config: Config, client: AsyncHTTPClient) -> OriginSet:
     """The master and the slaves; a bucket's credentials are looked up now."""
     settings = config.settings
+    in_flight = InFlightBytes(max(settings.max_inflight_bytes, settings.max_source_bytes))
     limits = FetchLimits(
         settings.origin_connect_timeout,
         settings.origin_timeout,
         settings.max_source_bytes,
-        InFlightBytes(max(settings.max_inflight_bytes, settings.max_source_bytes)),
+        in_flight,
     )
     rules = RedirectRules.from_config(config)
     origins = [build_origin(spec, client, limits, rules) for spec in config.origins]
     if config.master is not None:
-        return OriginSet(origins[0], origins[1:])
-    return OriginSet(None, origins)
+        return OriginSet(origins[0], origins[1:], in_flight)
+    return OriginSet(None, origins, in_flight)
 
 
 def build_origin(

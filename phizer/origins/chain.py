@@ -6,15 +6,24 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 
 from phizer.errors import NotFound, PhizerError
-from phizer.origins.base import Fetched, Origin, Validators
+from phizer.origins.base import Fetched, InFlightBytes, Origin, Validators
+
+UNBOUNDED = 2**62
 
 
 class OriginSet:
     """The master first; when it lacks the image, every slave in parallel."""
 
-    def __init__(self, master: Origin | None, slaves: Sequence[Origin]) -> None:
+    def __init__(
+        self,
+        master: Origin | None,
+        slaves: Sequence[Origin],
+        in_flight: InFlightBytes | None = None,
+    ) -> None:
         self.master = master
         self.slaves = tuple(slaves)
+        # The budget the fetches count against, and requests using originals.
+        self.in_flight = in_flight or InFlightBytes(UNBOUNDED)
 
     async def fetch(self, path: str, validators: Validators | None = None) -> Fetched:
         """The original, or (given the ``validators`` of a copy) that the copy

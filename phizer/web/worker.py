@@ -9,17 +9,19 @@ decode cannot make (an animation, a tight crop), for this request alone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient
+from tornado.iostream import StreamClosedError
 from tornado.web import Application
 
 from phizer.cache.locked import LockedLRU
@@ -36,6 +38,7 @@ from phizer.errors import (
     PhizerError,
     SourceTooLarge,
     UnsupportedImage,
+    WorkerUnavailable,
 )
 from phizer.imaging import jpegscale
 from phizer.imaging.decode import DecodeLimits, set_pixel_limit
@@ -50,7 +53,7 @@ from phizer.imaging.pipeline import (
     untouched,
 )
 from phizer.imaging.source import FreshSource, PixelSource, open_original
-from phizer.origins.base import Fetched, Validators
+from phizer.origins.base import OVER_BUDGET, Fetched, Validators
 from phizer.origins.build import build_origin_set
 from phizer.origins.chain import OriginSet
 from phizer.tiers.chain import open_tiers
@@ -351,6 +354,18 @@ class WorkerState:
                 self.failures.put(path, time.monotonic() + failure_ttl, failure)
             raise
 
+    @contextlib.contextmanager
+    def holding(self, path: str, original: Original) -> Iterator[None]:
+        """``original`` counts against ``max_inflight_bytes`` while this
+        request uses it (until its answer is written: it may be the bytes)."""
+        in_flight = self.origins.in_flight
+        if not in_flight.hold(path, len(original.data)):
+            raise WorkerUnavailable(OVER_BUDGET)
+        try:
+            yield
+        finally:
+            in_flight.let_go(path)
+
     def _open(self, original: Original) -> FreshSource:
         output, settings = self.output, self.config.settings
         return open_original(
@@ -421,16 +436,16 @@ class WorkerHandler(BaseHandler):
             raise failed  # every size and crop of it, until failure_ttl passes
         fetched = started
         ttl = state.config.settings.original_ttl
-        expires = 0.0
         # Without original_ttl a decode is good for as long as it is kept;
         # with it, the original's freshness is checked first.
         rendered = None if ttl else state.from_decoded(request.path, spec, request.crop, offers)
         if rendered is not None:
             self.cache_result = DECODED
-        else:
-            original, self.cache_result = await state.original(request.path)
-            expires = original.fresh_until(ttl)
-            fetched = time.perf_counter()
+            await self._send(rendered, started, fetched)
+            return
+        original, self.cache_result = await state.original(request.path)
+        fetched = time.perf_counter()
+        with state.holding(request.path, original):
             if self.front_gone:
                 self.cache_result = "abandoned"
                 return
@@ -450,16 +465,23 @@ class WorkerHandler(BaseHandler):
                 # The front passes the bytes on as they arrive: it needs
                 # their ETag first (the one it gives any image).
                 self.set_header("ETag", entity_tag(original.digest))
+            await self._send(rendered, started, fetched, original.fresh_until(ttl))
+
+    async def _send(
+        self, rendered: Rendered, started: float, fetched: float, expires: float = 0.0
+    ) -> None:
+        """The answer, with its timings; returns once it is written out."""
         self.fetch_ms = 1000 * (fetched - started)
         self.resize_ms = 1000 * (time.perf_counter() - fetched)
-        state.metrics.resize_seconds.observe(self.resize_ms / 1000)
+        self.state.metrics.resize_seconds.observe(self.resize_ms / 1000)
         self.set_header("Content-Type", rendered.content_type)
         self.set_header(FETCH_MS_HEADER, f"{self.fetch_ms:.1f}")
         self.set_header(RESIZE_MS_HEADER, f"{self.resize_ms:.1f}")
         self.set_header(CACHE_HEADER, self.cache_result)
         if expires:
             self.set_header(EXPIRES_HEADER, f"{expires:.3f}")
-        self.finish(rendered.data)
+        with contextlib.suppress(StreamClosedError):  # the front gave up: nothing to do
+            await self.finish(rendered.data)
 
 
 def make_origin_set(config: Config, client: AsyncHTTPClient | None = None) -> OriginSet:

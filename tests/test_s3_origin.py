@@ -22,7 +22,7 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from phizer.config.loader import OriginSpec
 from phizer.config.origin_options import BucketSpec
 from phizer.errors import NotFound, OriginError, OriginTimeout, SourceTooLarge
-from phizer.origins.base import FetchLimits
+from phizer.origins.base import Fetched, FetchLimits, Validators
 from phizer.origins.build import build_origin
 from phizer.origins.credentials import CredentialSource, Found
 from phizer.origins.redirects import RedirectRules
@@ -72,15 +72,26 @@ def fixed(keys: Keys) -> CredentialSource:
 
 def fetch(origin_spec: OriginSpec, keys: Keys, path: str, max_bytes: int = 10 << 20) -> bytes:
     """``path`` through a BucketOrigin with ``keys``, on a fresh loop and client."""
+    fetched = fetch_version(origin_spec, keys, path, max_bytes=max_bytes)
+    assert fetched.data is not None
+    return fetched.data
 
-    async def run() -> bytes:
+
+def fetch_version(
+    origin_spec: OriginSpec,
+    keys: Keys,
+    path: str,
+    validators: Validators | None = None,
+    max_bytes: int = 10 << 20,
+) -> Fetched:
+    """``origin.fetch(path, validators)`` on a fresh loop and client."""
+
+    async def run() -> Fetched:
         client = CurlAsyncHTTPClient(force_instance=True)
         try:
             limits = FetchLimits(1.0, 3.0, max_bytes)
             origin = BucketOrigin(origin_spec, client, limits, NO_REDIRECTS, fixed(keys))
-            fetched = await origin.fetch(path)
-            assert fetched.data is not None
-            return fetched.data
+            return await origin.fetch(path, validators)
         finally:
             client.close()
 
@@ -109,6 +120,22 @@ def test_a_plus_is_not_a_space(world: S3World) -> None:
     world.add("x+y.jpg", b"plus")
     assert fetch(spec(world), world.reader, "x+y.jpg") == b"plus"
     assert fetch(spec(world), world.reader, "x y.jpg") == b"space"
+
+
+def test_revalidation_is_signed_and_answered_304_until_the_object_changes(
+    world: S3World,
+) -> None:
+    world.add("versioned.jpg", JPEG)
+    first = fetch_version(spec(world), world.reader, "versioned.jpg")
+    assert first.data == JPEG and first.validators.etag
+    # The conditional headers are part of the signed request, and S3 says
+    # the copy is current.
+    assert fetch_version(spec(world), world.reader, "versioned.jpg", first.validators).data is None
+    changed = encode(photo(320, 240), "JPEG")
+    world.add("versioned.jpg", changed)
+    again = fetch_version(spec(world), world.reader, "versioned.jpg", first.validators)
+    assert again.data == changed
+    assert again.validators.etag != first.validators.etag
 
 
 def test_missing_key_is_not_found(world: S3World) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from enum import Enum
 from urllib.parse import quote, urlsplit
 
@@ -89,9 +90,16 @@ def key_url(base: str, key: str) -> str:
     return base + quote(key, safe="/~")
 
 
-def signed_headers(url: str, credentials: ReadOnlyCredentials, region: str) -> dict[str, str]:
-    """The headers that make a GET of ``url`` a SigV4-signed S3 request."""
-    request = AWSRequest(method="GET", url=url, headers={"Host": urlsplit(url).netloc})
+def signed_headers(
+    url: str,
+    credentials: ReadOnlyCredentials,
+    region: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The headers that make a GET of ``url`` (with the ``extra`` headers,
+    signed as well) a SigV4-signed S3 request."""
+    headers = {"Host": urlsplit(url).netloc, **(extra or {})}
+    request = AWSRequest(method="GET", url=url, headers=headers)
     S3SigV4Auth(credentials, "s3", region).add_auth(request)
     return dict(request.headers.items())
 
@@ -149,10 +157,7 @@ class BucketOrigin:
             self.name,
             self._limits,
             self._guard,
-            headers_for=lambda url: {
-                **signed_headers(url, frozen, self.region),
-                **conditional,
-            },
+            headers_for=lambda url: signed_headers(url, frozen, self.region, conditional),
             path_as_is=True,
         )
         if answer.code == 304 and validators:

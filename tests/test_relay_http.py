@@ -186,6 +186,31 @@ class _BrokenOff(RequestHandler):
         stream.close()
 
 
+class _Chunked(RequestHandler):
+    """A fake worker whose answer has no length (chunked)."""
+
+    async def get(self, *_: str) -> None:
+        self.set_header("Content-Type", "image/png")
+        self.write(b"\0" * 1000)
+        await self.flush()
+        self.finish(b"\0" * 1000)
+
+
+class _Held(RequestHandler):
+    """A fake worker that answers nothing until its test lets it; notes a closed connection."""
+
+    def initialize(self, seen: _Endless, release: asyncio.Event) -> None:
+        self.seen = seen
+        self.release = release
+
+    async def get(self, *_: str) -> None:
+        await self.release.wait()
+        self.finish(b"late")
+
+    def on_connection_close(self) -> None:
+        self.seen.gone.set()
+
+
 class TestFakeWorkers(PoolTestCase):
     def get_app(self) -> Application:
         self.pool = ServerPool(self.io_loop)
@@ -232,6 +257,26 @@ class TestFakeWorkers(PoolTestCase):
         finally:
             slow.close()
         await asyncio.wait_for(seen.gone.wait(), 10)
+
+    def test_an_answer_without_a_length_is_502(self) -> None:
+        port = self.front_over(_Chunked)
+        response = self.get("/huge/x.png", base=url(port))
+        self.assertEqual(response.code, 502)
+        self.assertIn(b"without a length", response.body)
+
+    @gen_test(timeout=20)
+    async def test_a_client_gone_before_the_head_stops_the_worker_request_quietly(self) -> None:
+        seen, release = _Endless(), asyncio.Event()
+        port = self.front_over(_Held, seen=seen, release=release)
+        stream = await TCPClient().connect("127.0.0.1", port)
+        with self.assertNoLogs("phizer.front", "WARNING"):
+            await stream.write(b"GET /huge/x.png HTTP/1.1\r\nHost: x\r\n\r\n")
+            await _until(lambda: self.state.queued[0] == 1)  # the worker is asked
+            stream.close()
+            # The front drops its request to the worker rather than wait for it.
+            await asyncio.wait_for(seen.gone.wait(), 10)
+            await _until(lambda: self.state.queued[0] == 0)
+        release.set()
 
     @gen_test(timeout=20)
     async def test_a_worker_that_breaks_off_cuts_the_answer_short(self) -> None:

@@ -204,7 +204,10 @@ class FrontState:
         with self._waiting_on(index):  # until the head: the rest is the client's pace
             relay.start(
                 self._ask_worker(
-                    index, worker_request, self.relay_client, lambda: not relay.started
+                    index,
+                    worker_request,
+                    self.relay_client,
+                    lambda: not relay.started and not relay.stopped,
                 )
             )
             try:
@@ -338,15 +341,18 @@ class FrontHandler(BaseHandler):
                 message = b"".join([chunk async for batch in relay.batches() for chunk in batch])
                 text = message[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
                 raise error_for_status(head.code, text)
+            length = head.headers.get("Content-Length", "")
+            if not length.isdigit():
+                # Without a length a body cut short could not be told from a whole one.
+                relay.stop()
+                raise error_for_status(502, f"worker {self.worker} answered without a length")
             image = self._relayed_head(head)
             if self.check_etag_header():
                 relay.stop()
                 self.set_status(304)
                 self.finish()
                 return
-            length = head.headers.get("Content-Length", "")
-            if length.isdigit():
-                self.set_header("Content-Length", length)
+            self.set_header("Content-Length", length)
             if self.request.method == "HEAD":
                 relay.stop()
                 self.finish()

@@ -131,6 +131,11 @@ class Relay:
         """Whether anything of the answer arrived (a retry would repeat it)."""
         return self._head is not None or self.received > 0
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the rest of the answer was given up (see ``stop``)."""
+        return self._stopped
+
     async def head(self, timeout: float) -> Head:
         """The worker's status and headers, or what ended the transfer first."""
         assert self._transfer is not None

@@ -211,14 +211,31 @@ class _Held(RequestHandler):
         self.seen.gone.set()
 
 
+class _Paced(RequestHandler):
+    """A fake worker that sends its head and half its body, then the rest when let."""
+
+    def initialize(self, release: asyncio.Event) -> None:
+        self.release = release
+
+    async def get(self, *_: str) -> None:
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Content-Length", str(100_000))
+        self.write(b"\0" * 50_000)
+        await self.flush()
+        await self.release.wait()
+        self.finish(b"\0" * 50_000)
+
+
 class TestFakeWorkers(PoolTestCase):
     def get_app(self) -> Application:
         self.pool = ServerPool(self.io_loop)
         return Application()
 
-    def front_over(self, handler: type[RequestHandler], **kwargs: object) -> int:
+    def front_over(
+        self, handler: type[RequestHandler], cache: int = 100 * MIB, **kwargs: object
+    ) -> int:
         worker = self.pool.start(Application([(r"/.*", handler, kwargs)]))
-        config = make_config(http_origin("master", 9), max_worker_queue=1)
+        config = make_config(http_origin("master", 9), max_worker_queue=1, resized_cache_size=cache)
         front, self.state = self.pool.front_app(config, [url(worker)])
         return self.pool.start(front)
 
@@ -257,6 +274,20 @@ class TestFakeWorkers(PoolTestCase):
         finally:
             slow.close()
         await asyncio.wait_for(seen.gone.wait(), 10)
+
+    @gen_test(timeout=20)
+    async def test_relays_gather_for_the_cache_within_one_budget(self) -> None:
+        release = asyncio.Event()
+        # An eighth of the cache, 150 kB, holds one 100 kB answer, not two.
+        port = self.front_over(_Paced, cache=1_200_000, release=release)
+        first, _ = await _raw_get(port, "/huge/a.png")
+        second, _ = await _raw_get(port, "/huge/b.png")
+        release.set()
+        for stream in (first, second):
+            self.assertEqual(len(await stream.read_bytes(100_000)), 100_000)
+            stream.close()
+        self.assertEqual(len(self.state.results.memory), 1)
+        self.assertEqual(self.state.gathering.held, 0)
 
     def test_an_answer_without_a_length_is_502(self) -> None:
         port = self.front_over(_Chunked)

@@ -15,11 +15,11 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
-from tornado.httputil import HTTPOutputError
+from tornado.httputil import HTTPHeaders, HTTPOutputError
 from tornado.iostream import StreamClosedError
 from tornado.web import Application
 
@@ -28,6 +28,7 @@ from phizer.cache.readthrough import HIT, MISS, Codec, Names, ReadThrough
 from phizer.config.loader import Config
 from phizer.errors import Forbidden, NotFound, WorkerTimeout, WorkerUnavailable, error_for_status
 from phizer.imaging.pipeline import serves_untouched
+from phizer.origins.base import InFlightBytes
 from phizer.tiers.chain import open_tiers, purge_bus
 from phizer.tiers.disk import RESULTS
 from phizer.tiers.keys import TierKeys
@@ -131,6 +132,9 @@ class FrontState:
             memory, open_tiers(config, RESULTS, self.metrics.tiers), Codec(_pack, _unpack), clock
         )
         self.keys = TierKeys(config)
+        # Relayed images small enough to keep are gathered within an eighth
+        # of the cache in all, however many clients ask at once.
+        self.gathering = InFlightBytes(self.keep_limit)
         # Requests waiting on each worker; past max_worker_queue new misses
         # get 503 at once rather than a 504 after waiting worker_timeout.
         self.queued = [0] * len(self.worker_urls)
@@ -335,51 +339,64 @@ class FrontHandler(BaseHandler):
             return
         self.cache_result = MISS
         with state.results.loading(names.group) as unpurged:
-            self.relay = relay = Relay(state.keep_limit)
-            head = await state.relay(request, offers, relay)
-            if head.code != 200:
-                message = b"".join([chunk async for batch in relay.batches() for chunk in batch])
-                text = message[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
-                raise error_for_status(head.code, text)
-            length = head.headers.get("Content-Length", "")
-            if not length.isdigit():
-                # Without a length a body cut short could not be told from a whole one.
-                relay.stop()
-                raise error_for_status(502, f"worker {self.worker} answered without a length")
-            image = self._relayed_head(head)
-            if self.check_etag_header():
-                relay.stop()
-                self.set_status(304)
-                self.finish()
-                return
-            self.set_header("Content-Length", length)
-            if self.request.method == "HEAD":
-                relay.stop()
-                self.finish()
-                return
-            if not await self._pass_on(relay):
-                return
-            data = relay.kept()
+            self.relay = relay = Relay(state.keep_limit, state.gathering)
+            try:
+                head = await state.relay(request, offers, relay)
+                data = await self._relay_answer(head, relay)
+            finally:
+                relay.stop()  # whatever is left of the answer is not wanted
             if data is not None and unpurged():
-                state.results.put(names, replace(image, data=data, etag=strong_etag(data)))
+                image = self._relayed_image(head, data)
+                state.results.put(names, image)
 
-    def _relayed_head(self, head: Head) -> FinishedImage:
-        """The client's headers from the worker's; what is known of the image."""
+    async def _relay_answer(self, head: Head, relay: Relay) -> bytes | None:
+        """Answer the client from the worker's ``head`` and body; the body
+        when it was gathered for the cache."""
+        if head.code != 200:
+            message = b""
+            async for batch in relay.batches():
+                message += b"".join(batch)
+                if len(message) >= _MAX_ERROR_BODY:
+                    break
+            text = message[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
+            raise error_for_status(head.code, text)
+        length = head.headers.get("Content-Length", "")
+        if not length.isdigit():
+            # Without a length a body cut short could not be told from a whole one.
+            raise error_for_status(502, f"worker {self.worker} answered without a length")
+        self._relayed_head(head)
+        if self.check_etag_header():
+            self.set_status(304)
+            self.finish()
+            return None
+        self.set_header("Content-Length", length)
+        if self.request.method == "HEAD":
+            self.finish()
+            return None
+        if not await self._pass_on(relay):
+            return None
+        return relay.kept()
+
+    def _relayed_head(self, head: Head) -> None:
+        """The client's headers from the worker's."""
         headers = head.headers
-        image = FinishedImage(
-            b"",
-            headers.get("Content-Type", "application/octet-stream"),
-            headers.get("ETag", ""),
-            parse_ms(headers.get(FETCH_MS_HEADER)),
-            parse_ms(headers.get(RESIZE_MS_HEADER)),
-            parse_ms(headers.get(EXPIRES_HEADER)) or 0.0,
+        self.fetch_ms = parse_ms(headers.get(FETCH_MS_HEADER))
+        self.resize_ms = parse_ms(headers.get(RESIZE_MS_HEADER))
+        etag = headers.get("ETag")
+        if etag:
+            self.set_header("ETag", etag)
+        self._set_max_age(parse_ms(headers.get(EXPIRES_HEADER)) or 0.0)
+        self.set_header("Content-Type", _content_type(headers))
+
+    def _relayed_image(self, head: Head, data: bytes) -> FinishedImage:
+        """What the front keeps of a relayed answer: its bytes and head."""
+        headers = head.headers
+        return FinishedImage(
+            data,
+            _content_type(headers),
+            strong_etag(data),
+            expires=parse_ms(headers.get(EXPIRES_HEADER)) or 0.0,
         )
-        self.fetch_ms, self.resize_ms = image.fetch_ms, image.resize_ms
-        if image.etag:
-            self.set_header("ETag", image.etag)
-        self._set_max_age(image.expires)
-        self.set_header("Content-Type", image.content_type)
-        return image
 
     async def _pass_on(self, relay: Relay) -> bool:
         """The body, as the client takes it; False when it was cut short (a
@@ -433,6 +450,10 @@ class FrontHandler(BaseHandler):
             self.set_header("Expires", email.utils.formatdate(now + max_age, usegmt=True))
         elif self.state.config.settings.max_age > 0:
             self.set_header("Cache-Control", "max-age=0")
+
+
+def _content_type(headers: HTTPHeaders) -> str:
+    return headers.get("Content-Type", "application/octet-stream")
 
 
 def make_front_app(

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 import pycurl
 from tornado.httputil import HTTPHeaders, HTTPInputError, parse_response_start_line
 
+from phizer.origins.base import InFlightBytes
+
 # Bytes received from the worker and not yet taken by the client, past
 # which the transfer pauses: a few of curl's reads, far below any original.
-HIGH_WATER = 1024 * 1024
+HIGH_WATER = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,15 +47,17 @@ class Relay:
     included) is raised by ``head()`` or ``batches()``, never lost.
     """
 
-    def __init__(self, keep_limit: int) -> None:
-        self.keep_limit = keep_limit  # bodies up to this size are kept whole
+    def __init__(self, keep_limit: int, gathering: InFlightBytes | None = None) -> None:
+        self.keep_limit = keep_limit  # bodies up to this size are kept whole...
+        self.gathering = gathering  # ...while this budget, shared by relays, has room
+        self._reserved = 0
         self.received = 0
         self._head: Head | None = None
         self._code: int | None = None
         self._headers = HTTPHeaders()
         self._queue: deque[bytes] = deque()
         self._queued = 0
-        self._kept: list[bytes] | None = [] if keep_limit > 0 else None
+        self._kept: list[bytes] | None = None  # see _head_line
         self._curl: pycurl.Curl | None = None
         self._paused = False
         self._stopped = False
@@ -88,10 +92,18 @@ class Relay:
                 self._headers.parse_line(line)
         elif self._code is not None and self._code >= 200:
             self._head = Head(self._code, self._headers)
-            length = self._headers.get("Content-Length", "")
-            if not length.isdigit() or int(length) > self.keep_limit:
-                self._kept = None  # too large to keep: nothing is gathered
+            self._gather(self._code, self._headers.get("Content-Length", ""))
             self._wake.set()
+
+    def _gather(self, code: int, length: str) -> None:
+        """Whether the body is gathered for the cache: an image small enough,
+        its bytes reserved from the budget all relays gather within."""
+        if code != 200 or not length.isdigit() or int(length) > self.keep_limit:
+            return
+        if self.gathering is not None and not self.gathering.take(int(length)):
+            return
+        self._reserved = int(length)
+        self._kept = []
 
     def _write(self, chunk: bytes) -> int:
         if self._stopped:
@@ -172,14 +184,24 @@ class Relay:
                 await self._wake.wait()
 
     def kept(self) -> bytes | None:
-        """The whole body, when it was at most ``keep_limit`` bytes."""
-        return b"".join(self._kept) if self._kept is not None else None
+        """The whole body, when it was gathered (see ``_gather``); its
+        reservation ends."""
+        kept = b"".join(self._kept) if self._kept is not None else None
+        self._kept = None
+        self._let_go()
+        return kept
+
+    def _let_go(self) -> None:
+        if self.gathering is not None and self._reserved:
+            self.gathering.give_back(self._reserved)
+        self._reserved = 0
 
     def stop(self) -> None:
         """The rest of the answer is not wanted: the transfer is aborted."""
         self._stopped = True
         self._queue.clear()
         self._kept = None
+        self._let_go()
         self._resume()
         if self._transfer is not None:
             # Its end (an abort, as asked) is of no interest now.

@@ -20,6 +20,7 @@ from botocore.credentials import Credentials, RefreshableCredentials
 from phizer.config.loader import Config, OriginSpec, load_config
 from phizer.config.origin_options import BucketSpec, RedirectHost, parse_redirect_host
 from phizer.errors import ConfigError, OriginError
+from phizer.origins.base import Validators
 from phizer.origins.credentials import CredentialSource, Found, lookup
 from phizer.origins.redirects import MAX_REDIRECTS, RedirectGuard, RedirectRefused, RedirectRules
 from phizer.origins.s3 import (
@@ -572,3 +573,11 @@ def test_check_config_names_bucket_and_credentials_without_the_secret(
     assert "[master] bucket s3://photos/ in eu-west-1" in report
     assert "region eu-west-1, credentials: env" in report
     assert "never-shown-secret" not in report
+
+
+def test_a_conditional_get_asks_by_etag_when_there_is_one() -> None:
+    both = Validators('"v1"', "Fri, 04 Dec 2026 10:21:39 GMT")
+    assert both.conditional_headers() == {"If-None-Match": '"v1"'}
+    dated = Validators(None, "Fri, 04 Dec 2026 10:21:39 GMT")
+    assert dated.conditional_headers() == {"If-Modified-Since": "Fri, 04 Dec 2026 10:21:39 GMT"}
+    assert Validators().conditional_headers() == {}

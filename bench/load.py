@@ -1150,7 +1150,10 @@ def allowed_beside_caches(role: str, options: Options) -> tuple[int, int]:
         decode = DECODE_BYTES_PER_PIXEL * MAX_SOURCE_PIXELS
         return MAX_INFLIGHT_MIB * MIB, OWN_MIB * MIB + DECODE_MEMORY_RESERVE_MIB * MIB + decode
     if role == "front":
-        return 0, OWN_MIB * MIB + options.connections * CONNECTION_KIB * 1024
+        # Originals gathered for the cache as they are relayed; the mix's
+        # relays go to fast clients, so none holds its 512 KiB for long.
+        gathering = options.cache_mib * MIB // 8
+        return gathering, OWN_MIB * MIB + options.connections * CONNECTION_KIB * 1024
     return 0, OWN_MIB * MIB
 
 

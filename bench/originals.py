@@ -133,7 +133,9 @@ def burst(port: int, paths: list[str], slow: bool) -> dict[str, int]:
 def bound_mib(role: str, connections: int) -> dict[str, float]:
     if role == "phizer-front":
         caches = CACHE_MIB["resized_cache_size"]
-        in_flight, fixed = 0.0, OWN_MIB + connections * CONNECTION_KIB / 1024
+        # Gathered for the cache, and 512 KiB per original being relayed.
+        in_flight = caches / 8 + connections * 0.5
+        fixed = OWN_MIB + connections * CONNECTION_KIB / 1024
     else:
         caches = CACHE_MIB["client_cache_size"] + CACHE_MIB["decoded_cache_size"]
         decode = DECODE_BYTES_PER_PIXEL * MAX_SOURCE_PIXELS / MIB

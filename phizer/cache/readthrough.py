@@ -79,9 +79,9 @@ class ReadThrough(Generic[V]):
         self._groups: dict[str, set[str]] = {}
         self._key_group: dict[str, str] = {}
         memory.on_drop = self._forget
-        # Purges per group while loads were under way (see _load).
+        # Purges per group while loads were under way (see loading()).
         self._purges: dict[str, int] = {}
-        self._loads_outside = 0  # see loading()
+        self._loads = 0
 
     async def get(self, names: Names, source: Callable[[], Awaitable[V]]) -> tuple[V, str]:
         """The value and how it was had: ``hit``, a tier's name, ``miss``
@@ -99,26 +99,22 @@ class ReadThrough(Generic[V]):
         value = self._fresh(names.key)
         if value is not None:
             return value, HIT
-        if not self.tiers:
-            return None
         with self.loading(names.group) as unpurged:
-            found = await self.tiers.get(names.tier_key(), self.codec.unpack, names.tier_group())
-            if found is None:
-                return None
-            if unpurged():
-                self._remember(names, found.value)
-        return found.value, found.tier
+            found = await self._from_tiers(names)
+            if found is not None and unpurged():
+                self._remember(names, found[0])
+        return found
 
     @contextlib.contextmanager
     def loading(self, group: str) -> Iterator[Callable[[], bool]]:
-        """A load outside ``get``: gives a check that no purge of ``group``
-        happened since it began (what it read then must not be kept)."""
-        self._loads_outside += 1
+        """A load, in ``get`` or by a caller: gives a check that no purge of
+        ``group`` happened since it began (what it read then must not be kept)."""
+        self._loads += 1
         purges = self._purges.get(group, 0)
         try:
             yield lambda: self._purges.get(group, 0) == purges
         finally:
-            self._loads_outside -= 1
+            self._loads -= 1
 
     def _fresh(self, key: str) -> V | None:
         cached = self.memory.get(key)
@@ -140,7 +136,7 @@ class ReadThrough(Generic[V]):
     async def purge(self, group: str, tier_group: Callable[[], str]) -> int:
         """Drop every entry of ``group`` from memory (returns how many) and
         mark the group's tier entries stale."""
-        if not len(self.flights) and not self._loads_outside:
+        if not self._loads:
             self._purges.clear()  # no load can still be holding an old count
         self._purges[group] = self._purges.get(group, 0) + 1
         keys = list(self._groups.get(group, ()))
@@ -151,21 +147,23 @@ class ReadThrough(Generic[V]):
         return len(keys)
 
     async def _load(self, names: Names, source: Callable[[], Awaitable[V]]) -> tuple[V, str]:
-        purges = self._purges.get(names.group, 0)
-        found = None
-        if self.tiers:
-            found = await self.tiers.get(names.tier_key(), self.codec.unpack, names.tier_group())
-        if found is not None:
-            value, how = found.value, found.tier
-        else:
-            value, how = await source(), MISS
-        if self._purges.get(names.group, 0) != purges:
-            return value, how  # purged meanwhile: answer, but keep nothing
+        with self.loading(names.group) as unpurged:
+            found = await self._from_tiers(names)
+            value, how = found if found is not None else (await source(), MISS)
+            if not unpurged():
+                return value, how  # purged meanwhile: answer, but keep nothing
         if found is not None:
             self._remember(names, value)
         else:
             self.put(names, value)
         return value, how
+
+    async def _from_tiers(self, names: Names) -> tuple[V, str] | None:
+        """The value and the name of the tier that had it."""
+        if not self.tiers:
+            return None
+        found = await self.tiers.get(names.tier_key(), self.codec.unpack, names.tier_group())
+        return None if found is None else (found.value, found.tier)
 
     def _remember(self, names: Names, value: V) -> None:
         if value.expires and value.expires <= self.clock():

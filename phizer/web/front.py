@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
@@ -132,9 +132,9 @@ class FrontState:
             memory, open_tiers(config, RESULTS, self.metrics.tiers), Codec(_pack, _unpack), clock
         )
         self.keys = TierKeys(config)
-        # Relayed images small enough to keep are gathered within an eighth
-        # of the cache in all, however many clients ask at once.
-        self.gathering = InFlightBytes(self.keep_limit)
+        # Relayed images are gathered for the cache within an eighth of it
+        # in all, however many clients ask at once; a larger one is not kept.
+        self.gathering = InFlightBytes(memory.capacity // KEEP_SHARE)
         # Requests waiting on each worker; past max_worker_queue new misses
         # get 503 at once rather than a 504 after waiting worker_timeout.
         self.queued = [0] * len(self.worker_urls)
@@ -186,11 +186,6 @@ class FrontState:
             )
         return self._relay_client
 
-    @property
-    def keep_limit(self) -> int:
-        """The largest relayed image the front keeps."""
-        return self.results.memory.capacity // KEEP_SHARE
-
     async def relay(self, request: ImageRequest, offers: tuple[str, ...], relay: Relay) -> Head:
         """Start relaying the worker's answer to ``request``; its head.
 
@@ -217,7 +212,6 @@ class FrontState:
             try:
                 return await relay.head(self.config.settings.worker_timeout)
             except TimeoutError:
-                relay.stop()
                 raise WorkerTimeout(f"worker {index + 1} timed out") from None
 
     async def _from_worker(self, request: ImageRequest, offers: tuple[str, ...]) -> FinishedImage:
@@ -233,14 +227,7 @@ class FrontState:
         if response.code != 200:
             message = response.body[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
             raise error_for_status(response.code, message)
-        return FinishedImage(
-            response.body,
-            response.headers.get("Content-Type", "application/octet-stream"),
-            strong_etag(response.body),
-            parse_ms(response.headers.get(FETCH_MS_HEADER)),
-            parse_ms(response.headers.get(RESIZE_MS_HEADER)),
-            parse_ms(response.headers.get(EXPIRES_HEADER)) or 0.0,
-        )
+        return worker_image(response.headers, response.body, strong_etag(response.body))
 
     async def close(self, timeout: float) -> None:
         """Finish pending write-backs (at most ``timeout`` s), release the tiers."""
@@ -314,18 +301,24 @@ class FrontHandler(BaseHandler):
         self._answer(image)
 
     def _answer(self, image: FinishedImage) -> None:
+        if not self._answer_head(image):
+            self.finish(image.data)
+
+    def _answer_head(self, image: FinishedImage) -> bool:
+        """The headers of ``image``; True when that was the whole answer (304)."""
         if self.cache_result in (HIT, *self.state.results.tiers.names):
             self.worker = None  # no worker was asked
         elif self.cache_result == MISS:
             self.fetch_ms, self.resize_ms = image.fetch_ms, image.resize_ms
-        self.set_header("ETag", image.etag)
+        if image.etag:
+            self.set_header("ETag", image.etag)
         self._set_max_age(image.expires)
         if self.check_etag_header():
             self.set_status(304)
             self.finish()
-            return
+            return True
         self.set_header("Content-Type", image.content_type)
-        self.finish(image.data)
+        return False
 
     async def _serve_relayed(self, request: ImageRequest, offers: tuple[str, ...]) -> None:
         """An original's bytes: from the cache when kept, else passed on from
@@ -339,19 +332,18 @@ class FrontHandler(BaseHandler):
             return
         self.cache_result = MISS
         with state.results.loading(names.group) as unpurged:
-            self.relay = relay = Relay(state.keep_limit, state.gathering)
+            self.relay = relay = Relay(state.gathering)
             try:
                 head = await state.relay(request, offers, relay)
-                data = await self._relay_answer(head, relay)
+                kept = await self._relay_answer(head, relay)
             finally:
                 relay.stop()  # whatever is left of the answer is not wanted
-            if data is not None and unpurged():
-                image = self._relayed_image(head, data)
-                state.results.put(names, image)
+            if kept is not None and unpurged():
+                state.results.put(names, kept)
 
-    async def _relay_answer(self, head: Head, relay: Relay) -> bytes | None:
-        """Answer the client from the worker's ``head`` and body; the body
-        when it was gathered for the cache."""
+    async def _relay_answer(self, head: Head, relay: Relay) -> FinishedImage | None:
+        """Answer the client from the worker's ``head`` and body; the image,
+        when its body was gathered for the cache."""
         if head.code != 200:
             message = b""
             async for batch in relay.batches():
@@ -364,10 +356,9 @@ class FrontHandler(BaseHandler):
         if not length.isdigit():
             # Without a length a body cut short could not be told from a whole one.
             raise error_for_status(502, f"worker {self.worker} answered without a length")
-        self._relayed_head(head)
-        if self.check_etag_header():
-            self.set_status(304)
-            self.finish()
+        # The bytes are not here yet: the worker's ETag for them.
+        image = worker_image(head.headers, b"", head.headers.get("ETag", ""))
+        if self._answer_head(image):
             return None
         self.set_header("Content-Length", length)
         if self.request.method == "HEAD":
@@ -375,28 +366,8 @@ class FrontHandler(BaseHandler):
             return None
         if not await self._pass_on(relay):
             return None
-        return relay.kept()
-
-    def _relayed_head(self, head: Head) -> None:
-        """The client's headers from the worker's."""
-        headers = head.headers
-        self.fetch_ms = parse_ms(headers.get(FETCH_MS_HEADER))
-        self.resize_ms = parse_ms(headers.get(RESIZE_MS_HEADER))
-        etag = headers.get("ETag")
-        if etag:
-            self.set_header("ETag", etag)
-        self._set_max_age(parse_ms(headers.get(EXPIRES_HEADER)) or 0.0)
-        self.set_header("Content-Type", _content_type(headers))
-
-    def _relayed_image(self, head: Head, data: bytes) -> FinishedImage:
-        """What the front keeps of a relayed answer: its bytes and head."""
-        headers = head.headers
-        return FinishedImage(
-            data,
-            _content_type(headers),
-            strong_etag(data),
-            expires=parse_ms(headers.get(EXPIRES_HEADER)) or 0.0,
-        )
+        data = relay.kept()
+        return None if data is None else replace(image, data=data, etag=strong_etag(data))
 
     async def _pass_on(self, relay: Relay) -> bool:
         """The body, as the client takes it; False when it was cut short (a
@@ -408,7 +379,6 @@ class FrontHandler(BaseHandler):
                     self.write(chunk)
                 await asyncio.wait_for(self.flush(), stall)
         except (StreamClosedError, TimeoutError, WorkerUnavailable, WorkerTimeout) as failure:
-            relay.stop()
             if not isinstance(failure, StreamClosedError):
                 reason = str(failure) or f"the client took nothing for {stall:g} s"
                 log.warning("relaying %s cut short: %s", self.request.path, reason)
@@ -452,8 +422,16 @@ class FrontHandler(BaseHandler):
             self.set_header("Cache-Control", "max-age=0")
 
 
-def _content_type(headers: HTTPHeaders) -> str:
-    return headers.get("Content-Type", "application/octet-stream")
+def worker_image(headers: HTTPHeaders, data: bytes, etag: str) -> FinishedImage:
+    """An image as its worker's answer describes it (``data``: its bytes)."""
+    return FinishedImage(
+        data,
+        headers.get("Content-Type", "application/octet-stream"),
+        etag,
+        parse_ms(headers.get(FETCH_MS_HEADER)),
+        parse_ms(headers.get(RESIZE_MS_HEADER)),
+        parse_ms(headers.get(EXPIRES_HEADER)) or 0.0,
+    )
 
 
 def make_front_app(

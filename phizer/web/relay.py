@@ -47,9 +47,10 @@ class Relay:
     included) is raised by ``head()`` or ``batches()``, never lost.
     """
 
-    def __init__(self, keep_limit: int, gathering: InFlightBytes | None = None) -> None:
-        self.keep_limit = keep_limit  # bodies up to this size are kept whole...
-        self.gathering = gathering  # ...while this budget, shared by relays, has room
+    def __init__(self, gathering: InFlightBytes) -> None:
+        # Bodies are kept whole while this budget, shared by relays, has room
+        # for their whole length (a body larger than it is never kept).
+        self.gathering = gathering
         self._reserved = 0
         self.received = 0
         self._head: Head | None = None
@@ -96,11 +97,9 @@ class Relay:
             self._wake.set()
 
     def _gather(self, code: int, length: str) -> None:
-        """Whether the body is gathered for the cache: an image small enough,
-        its bytes reserved from the budget all relays gather within."""
-        if code != 200 or not length.isdigit() or int(length) > self.keep_limit:
-            return
-        if self.gathering is not None and not self.gathering.take(int(length)):
+        """Whether the body is gathered for the cache: an image whose length
+        the budget all relays gather within has room for."""
+        if code != 200 or not length.isdigit() or not self.gathering.take(int(length)):
             return
         self._reserved = int(length)
         self._kept = []
@@ -116,7 +115,7 @@ class Relay:
         self._queued += len(chunk)
         self.received += len(chunk)
         if self._kept is not None:
-            if self.received <= self.keep_limit:
+            if self.received <= self._reserved:
                 self._kept.append(chunk)
             else:
                 self._kept = None
@@ -192,8 +191,7 @@ class Relay:
         return kept
 
     def _let_go(self) -> None:
-        if self.gathering is not None and self._reserved:
-            self.gathering.give_back(self._reserved)
+        self.gathering.give_back(self._reserved)
         self._reserved = 0
 
     def stop(self) -> None:

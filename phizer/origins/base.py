@@ -123,6 +123,3 @@ class FetchLimits:
 
     def too_large(self) -> str:
         return f"source image is larger than {self.max_bytes} bytes"
-
-    def over_budget(self) -> str:
-        return OVER_BUDGET

@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Sequence
 from phizer.errors import NotFound, PhizerError
 from phizer.origins.base import Fetched, InFlightBytes, Origin, Validators
 
-UNBOUNDED = 2**62
-
 
 class OriginSet:
     """The master first; when it lacks the image, every slave in parallel."""
@@ -18,12 +16,12 @@ class OriginSet:
         self,
         master: Origin | None,
         slaves: Sequence[Origin],
-        in_flight: InFlightBytes | None = None,
+        in_flight: InFlightBytes,
     ) -> None:
         self.master = master
         self.slaves = tuple(slaves)
         # The budget the fetches count against, and requests using originals.
-        self.in_flight = in_flight or InFlightBytes(UNBOUNDED)
+        self.in_flight = in_flight
 
     async def fetch(self, path: str, validators: Validators | None = None) -> Fetched:
         """The original, or (given the ``validators`` of a copy) that the copy

@@ -19,7 +19,7 @@ from tornado.httputil import HTTPHeaders
 
 from phizer import __version__
 from phizer.errors import OriginError, OriginTimeout, SourceTooLarge, WorkerUnavailable
-from phizer.origins.base import FetchLimits, InFlightBytes
+from phizer.origins.base import OVER_BUDGET, FetchLimits, InFlightBytes
 from phizer.origins.redirects import (
     MAX_REDIRECTS,
     REDIRECT_STATUSES,
@@ -120,7 +120,7 @@ async def get(
         return Answer(response.code, response.headers, sink.data(), url)
     except TransportFailure as failure:
         if sink.over_budget:
-            raise WorkerUnavailable(limits.over_budget()) from None
+            raise WorkerUnavailable(OVER_BUDGET) from None
         if sink.overflowed or failure.curl_errno == pycurl.E_FILESIZE_EXCEEDED:
             raise SourceTooLarge(limits.too_large()) from None
         if failure.timed_out:

@@ -30,23 +30,27 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from load import (
+    BENCH_DIR,
+    CONNECTION_KIB,
+    DECODE_BYTES_PER_PIXEL,
+    HOST,
+    MIB,
+    OWN_MIB,
+    named_children,
+    phizer_command,
+    status_kib,
+)
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.ports import free_port_block
 
-HOST = "127.0.0.1"
-MIB = 1024 * 1024
-BENCH_DIR = Path(__file__).resolve().parent
-# The configuration, and the bound docs/operations.md states for it.
+# The configuration; the bound docs/operations.md states for it is
+# figured with load.py's reading of that table.
 CACHE_MIB = {"resized_cache_size": 64, "client_cache_size": 128, "decoded_cache_size": 64}
 MAX_INFLIGHT_MIB = 256
 DECODE_MEMORY_RESERVE_MIB = 32
 MAX_SOURCE_PIXELS = 20_000_000
-OWN_MIB = 56
-CONNECTION_KIB = 64
-DECODE_BYTES_PER_PIXEL = 7
 SLOW_READ = 256 * 1024  # a slow client takes this much, then pauses
 SLOW_PAUSE = 0.005
 
@@ -77,28 +81,6 @@ def config_text(port: int, origin: Path) -> str:
     lines += ["", "[master]", f"directory = {origin}", "", "[sizes]"]
     lines += ["s220 = 220x220", "full = 3000x3000"]
     return "\n".join(lines) + "\n"
-
-
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def children(pid: int) -> dict[str, int]:
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            comm = (entry / "comm").read_text().strip()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found[comm] = int(entry.name)
-    return found
 
 
 def get(port: int, path: str, slow: bool) -> tuple[int, int]:
@@ -168,16 +150,16 @@ def main() -> int:
             os.link(origin / "big-0.png", origin / f"big-{k}.png")
         port = free_port_block(2)
         (root / "phizer.conf").write_text(config_text(port, origin))
-        command = [str(Path(sys.executable).with_name("phizer")), "-c", str(root / "phizer.conf")]
+        command = [*phizer_command(), "-c", str(root / "phizer.conf")]
         log = open(root / "phizer.log", "wb")  # noqa: SIM115 (closed below)
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 30
-            while len(children(process.pid)) < 2 or not _answers(port):
+            while len(named_children(process.pid)) < 2 or not _answers(port):
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise SystemExit("phizer did not start: see its log")
                 time.sleep(0.1)
-            named = children(process.pid)
+            named = named_children(process.pid)
             for pid in named.values():
                 Path(f"/proc/{pid}/clear_refs").write_text("5")  # peak from here on
             names = [f"big-{k}.png" for k in range(args.count)]
@@ -187,7 +169,7 @@ def main() -> int:
             seconds = round(time.monotonic() - started, 1)
             memory = {}
             for name, pid in sorted(named.items()):
-                peak = round(status_kib(pid, "VmHWM") / 1024, 1)
+                peak = round((status_kib(pid, "VmHWM") or 0) / 1024, 1)
                 bound = bound_mib(name, args.count)
                 memory[name] = {"peak_mib": peak, **bound, "within": peak <= bound["limit"]}
         finally:
